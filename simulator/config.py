@@ -1,0 +1,258 @@
+"""Scenario: the frozen root of everything a simulation needs, loaded from YAML or built in Python.
+
+A scenario names its model and hardware (catalog names or file paths); ``resolve`` in
+``simulator.catalog`` turns the names into specs. Units are in the field names (``_s``, ``_per_s``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import ConfigError, DataFileError, describe_validation_error
+from simulator.precision import DType, KVDType
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+# Upper bounds on what a scenario can make the simulator allocate (see DESIGN.md, untrusted files).
+MAX_NUM_REQUESTS = 20_000_000
+MAX_TOKENS_PER_REQUEST = 2_000_000
+
+
+class UniformLengths(BaseModel):
+    """Integer lengths drawn uniformly from [low, high]."""
+
+    model_config = _FROZEN
+    dist: Literal["uniform"]
+    low: int = Field(ge=1, le=MAX_TOKENS_PER_REQUEST)
+    high: int = Field(ge=1, le=MAX_TOKENS_PER_REQUEST)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformLengths:
+        if self.high < self.low:
+            raise ValueError(f"high={self.high} must be >= low={self.low}")
+        return self
+
+
+class LognormalLengths(BaseModel):
+    """Lengths with a log-normal distribution of the given mean (tokens) and sigma (of the log)."""
+
+    model_config = _FROZEN
+    dist: Literal["lognormal"]
+    mean: float = Field(gt=0, le=MAX_TOKENS_PER_REQUEST)
+    sigma: float = Field(ge=0, le=5)
+    low: int = Field(1, ge=1, description="lengths are clipped to [low, high]")
+    high: int = Field(MAX_TOKENS_PER_REQUEST, ge=1, le=MAX_TOKENS_PER_REQUEST)
+
+
+class EmpiricalLengths(BaseModel):
+    """Lengths resampled from given values, or from a one-column CSV/text file of them."""
+
+    model_config = _FROZEN
+    dist: Literal["empirical"]
+    values: tuple[int, ...] | None = None
+    file: str | None = None
+    column: str | None = Field(None, description="column of a CSV file (default: the first)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EmpiricalLengths:
+        if (self.values is None) == (self.file is None):
+            raise ValueError("give exactly one of values or file")
+        if self.values is not None and (
+            not self.values or min(self.values) < 1 or max(self.values) > MAX_TOKENS_PER_REQUEST
+        ):
+            raise ValueError(f"values must be a non-empty list of integers in [1, {MAX_TOKENS_PER_REQUEST}]")
+        return self
+
+
+LengthDist = Annotated[UniformLengths | LognormalLengths | EmpiricalLengths, Field(discriminator="dist")]
+LengthSpec = Annotated[int, Field(ge=1, le=MAX_TOKENS_PER_REQUEST)] | LengthDist
+
+ArrivalKind = Literal["poisson", "gamma", "burst", "concurrency", "trace"]
+
+
+class WorkloadConfig(BaseModel):
+    """Which requests arrive when, with how many prompt and output tokens."""
+
+    model_config = _FROZEN
+    arrival: ArrivalKind = "poisson"
+    rate_per_s: float | None = Field(
+        4.0, gt=0, description="mean arrival rate; for a trace, rescales its timestamps to this mean rate"
+    )
+    cv: float = Field(2.0, gt=0, le=100, description="gamma arrivals: coefficient of variation of gaps")
+    concurrency: int | None = Field(None, ge=1, le=1_000_000, description="closed loop: clients in flight")
+    num_requests: int | None = Field(
+        1000, ge=1, le=MAX_NUM_REQUESTS, description="requests to send (a trace: the first N rows)"
+    )
+    input_tokens: LengthSpec = 512
+    output_tokens: LengthSpec = 128
+    trace: str | None = Field(None, description="bundled trace name (azure-conv-2023) or a CSV path")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkloadConfig:
+        if self.arrival == "trace" and self.trace is None:
+            raise ValueError("arrival 'trace' needs workload.trace (a bundled name or a CSV path)")
+        if self.trace is not None and self.arrival != "trace":
+            raise ValueError(
+                f"workload.trace is set, so workload.arrival must be 'trace' (got {self.arrival!r})"
+            )
+        if self.arrival == "concurrency" and self.concurrency is None:
+            raise ValueError("arrival 'concurrency' needs workload.concurrency (number of clients)")
+        if self.arrival in ("poisson", "gamma") and self.rate_per_s is None:
+            raise ValueError(f"arrival {self.arrival!r} needs workload.rate_per_s")
+        if self.arrival != "trace" and self.num_requests is None:
+            raise ValueError(f"arrival {self.arrival!r} needs workload.num_requests")
+        return self
+
+
+class PrecisionConfig(BaseModel):
+    """Storage formats: weights, and the KV cache. Compute follows the weights where the GPU has it."""
+
+    model_config = _FROZEN
+    weights: DType = "bf16"
+    kv_cache: KVDType = "bf16"
+
+    @field_validator("weights")
+    @classmethod
+    def _no_fp32_weights(cls, v: str) -> str:
+        if v == "fp32":
+            raise ValueError("fp32 weights are not a serving format; use bf16, fp8, int8, int4 or fp4")
+        return v
+
+
+class LayoutConfig(BaseModel):
+    """How a replica is spread over GPUs (tp) and how many replicas serve (dp)."""
+
+    model_config = _FROZEN
+    tp: int = Field(1, ge=1, le=512, description="tensor-parallel degree within one replica")
+    dp: int = Field(1, ge=1, le=4096, description="data-parallel replicas behind the router")
+
+
+class SchedulerConfig(BaseModel):
+    """Per-replica batching (vLLM-style continuous batching) and the cluster router."""
+
+    model_config = _FROZEN
+    policy: str = Field("vllm", description="replica batching policy (see simulator.scheduling)")
+    router: str = Field("round_robin", description="how requests are spread over replicas")
+    max_num_seqs: int = Field(256, ge=1, le=65536, description="sequences in one step at most")
+    max_num_batched_tokens: int = Field(8192, ge=1, le=1_048_576, description="tokens in one step at most")
+    block_size: int = Field(16, ge=1, le=4096, description="tokens per paged KV-cache block")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="fraction of HBM the engine may use")
+    step_overhead_s: float = Field(
+        0.0008, ge=0, le=1, description="CPU time per step (scheduling, sampling, launch), not overlapped"
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="longest prompt+output accepted (default: the model's context length)"
+    )
+
+
+class SLOConfig(BaseModel):
+    """Latency targets; a request meets the SLO when it meets every target that is set."""
+
+    model_config = _FROZEN
+    ttft_p99_s: float | None = Field(None, gt=0)
+    itl_p99_s: float | None = Field(None, gt=0)
+    e2e_p99_s: float | None = Field(None, gt=0)
+
+
+class Scenario(BaseModel):
+    """Everything one simulation needs. Frozen: derive variants with ``with_updates``."""
+
+    model_config = _FROZEN
+    name: str = "scenario"
+    model: str = Field("llama-3.1-70b", description="catalog model name or path to a HF config.json")
+    hardware: str = Field("h100-sxm", description="hardware profile name or path to a profile YAML")
+    precision: PrecisionConfig = PrecisionConfig()
+    layout: LayoutConfig = LayoutConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+    slo: SLOConfig = SLOConfig()
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
+        """Load a scenario file; relative paths inside it resolve against the file's folder."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError("scenario", str(path), f"cannot be read ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DataFileError(path, f"not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise DataFileError(path, "a scenario must be a YAML mapping of keys to values")
+        data = _resolve_paths(data, path.resolve().parent)
+        return cls.from_dict(data, overrides)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Scenario:
+        """Validate a plain mapping (plus dotted-key overrides) into a Scenario."""
+        merged = copy.deepcopy(dict(data))
+        for key, value in (overrides or {}).items():
+            set_dotted(merged, key, value)
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError("scenario", "(see fields)", describe_validation_error(exc)) from None
+
+    def with_updates(self, updates: Mapping[str, Any]) -> Scenario:
+        """A copy with dotted keys replaced, validated again: ``s.with_updates({"layout.tp": 4})``."""
+        return Scenario.from_dict(self.model_dump(mode="python"), updates)
+
+    def to_yaml(self) -> str:
+        """The resolved scenario as YAML (written next to every result)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``"a.b"``, creating intermediate mappings."""
+    parts = dotted_key.split(".")
+    if not all(parts):
+        raise ConfigError("--set", dotted_key, "keys are dotted names such as layout.tp")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError("--set", dotted_key, f"{part!r} holds a value, not a group of keys")
+        node = child
+    node[parts[-1]] = value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make file references in a scenario absolute, relative to the scenario file's folder."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and _looks_like_path(value):
+            p = Path(value).expanduser()
+            return str(p if p.is_absolute() else (base / p).resolve())
+        return value
+
+    out = copy.deepcopy(data)
+    for key in ("model", "hardware"):
+        out[key] = fix(out.get(key)) if key in out else None
+        if out[key] is None:
+            del out[key]
+    workload = out.get("workload")
+    if isinstance(workload, dict):
+        if "trace" in workload:
+            workload["trace"] = fix(workload["trace"])
+        for key in ("input_tokens", "output_tokens"):
+            spec = workload.get(key)
+            if isinstance(spec, dict) and "file" in spec:
+                spec["file"] = fix(spec["file"])
+    return out
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.endswith((".yaml", ".yml", ".json", ".csv", ".gz"))

@@ -1,0 +1,159 @@
+"""The request table (what the engine issues) and ``build_workload``, the one entry point that makes it.
+
+A workload is columnar: three numpy arrays of equal length, so a million requests cost ~24 MB and are
+generated in well under a second. Units: ``arrival_s`` in simulated seconds from the start of the run,
+token counts in tokens.
+
+Which generator runs is picked by ``WorkloadConfig.arrival``:
+
+=========== ============================================================ ==========================
+arrival     arrival_s                                                    lengths
+=========== ============================================================ ==========================
+poisson     cumulative exponential gaps (first request at the first gap) input/output_tokens specs
+gamma       cumulative gamma gaps of mean 1/rate and CV ``cv``           input/output_tokens specs
+burst       all 0.0 (offline throughput benchmark)                       input/output_tokens specs
+concurrency all 0.0; the engine keeps ``concurrency`` requests in flight input/output_tokens specs
+trace       the trace's timestamps minus the first (optionally rescaled) the trace's own columns
+=========== ============================================================ ==========================
+
+Randomness comes from ``simulator.rng.stream(seed, purpose)`` with one stream per purpose
+("arrivals", "input_lengths", "output_lengths"), so changing the output-length distribution leaves the
+arrival times and the input lengths unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from simulator.config import MAX_TOKENS_PER_REQUEST, WorkloadConfig
+from simulator.errors import ConfigError
+from simulator.rng import stream
+from simulator.workload.arrivals import ARRIVAL_GENERATORS, rescale_to_rate
+from simulator.workload.lengths import sample_lengths
+from simulator.workload.traces import load_trace
+
+
+@dataclass(frozen=True, eq=False)
+class RequestTable:
+    """Requests in order of issue, columnar (numpy) so a million of them is cheap.
+
+    ``arrival_s`` is float64 and non-decreasing (all 0.0 for burst and for concurrency, where the
+    engine issues them in a closed loop); ``input_tokens`` and ``output_tokens`` are int64 in
+    [1, MAX_TOKENS_PER_REQUEST]. ``closed_loop_clients`` is the number of clients kept in flight for
+    ``arrival = concurrency`` and None otherwise. The arrays are made read-only.
+    """
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    closed_loop_clients: int | None = None
+
+    def __post_init__(self) -> None:
+        num = None
+        for name, dtype in (
+            ("arrival_s", np.float64),
+            ("input_tokens", np.int64),
+            ("output_tokens", np.int64),
+        ):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype != dtype:
+                got = f"{type(arr).__name__} {getattr(arr, 'dtype', '')} ndim={getattr(arr, 'ndim', '?')}"
+                raise ValueError(
+                    f"RequestTable.{name} must be a 1-D numpy array of {dtype.__name__}; got {got}"
+                )
+            if num is not None and arr.shape[0] != num:
+                raise ValueError(f"RequestTable.{name} has {arr.shape[0]} entries but arrival_s has {num}")
+            num = arr.shape[0]
+        _check_arrivals(self.arrival_s)
+        for name in ("input_tokens", "output_tokens"):
+            _check_tokens(name, getattr(self, name))
+        if self.closed_loop_clients is not None and self.closed_loop_clients < 1:
+            raise ValueError(
+                f"RequestTable.closed_loop_clients = {self.closed_loop_clients} must be >= 1 or None"
+            )
+        for name in ("arrival_s", "input_tokens", "output_tokens"):
+            getattr(self, name).setflags(write=False)
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame with columns arrival_s, input_tokens, output_tokens."""
+        return pd.DataFrame(
+            {
+                "arrival_s": self.arrival_s,
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+            }
+        )
+
+
+def _check_arrivals(arrival_s: np.ndarray) -> None:
+    if arrival_s.size == 0:
+        return
+    if not np.all(np.isfinite(arrival_s)) or arrival_s[0] < 0:
+        raise ValueError("RequestTable.arrival_s must be finite and >= 0")
+    steps = np.diff(arrival_s)
+    if np.any(steps < 0):
+        i = int(np.argmax(steps < 0)) + 1
+        raise ValueError(
+            f"RequestTable.arrival_s must be non-decreasing; entry {i} is {arrival_s[i]} "
+            f"after {arrival_s[i - 1]}"
+        )
+
+
+def _check_tokens(name: str, tokens: np.ndarray) -> None:
+    if tokens.size == 0:
+        return
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 1 or high > MAX_TOKENS_PER_REQUEST:
+        raise ValueError(
+            f"RequestTable.{name} must lie in [1, {MAX_TOKENS_PER_REQUEST}]; "
+            f"found values from {low} to {high}"
+        )
+
+
+def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
+    """The requests a scenario sends: same (workload, seed) -> identical arrays.
+
+    For ``arrival = trace`` the lengths come from the trace and ``input_tokens``/``output_tokens``
+    (and ``cv``, ``concurrency``) are ignored; ``seed`` is unused since nothing is drawn.
+    """
+    if workload.arrival == "trace":
+        return _from_trace(workload)
+    num = workload.num_requests
+    if num is None:
+        raise ConfigError(
+            "workload.num_requests", None, f"arrival {workload.arrival!r} needs a request count"
+        )
+    input_tokens = sample_lengths(workload.input_tokens, num, stream(seed, "input_lengths"))
+    output_tokens = sample_lengths(workload.output_tokens, num, stream(seed, "output_lengths"))
+    arrival_s = ARRIVAL_GENERATORS[workload.arrival](workload, num, stream(seed, "arrivals"))
+    clients = workload.concurrency if workload.arrival == "concurrency" else None
+    return RequestTable(arrival_s, input_tokens, output_tokens, closed_loop_clients=clients)
+
+
+def _from_trace(workload: WorkloadConfig) -> RequestTable:
+    """The first ``num_requests`` rows of the trace, rescaled to ``rate_per_s`` when that is set."""
+    assert workload.trace is not None  # the config validator guarantees it
+    frame = load_trace(workload.trace, max_rows=workload.num_requests)
+    num_rows = len(frame)
+    if workload.num_requests is not None and num_rows < workload.num_requests:
+        warnings.warn(
+            f"trace {workload.trace!r} has {num_rows} requests, fewer than workload.num_requests = "
+            f"{workload.num_requests}; all {num_rows} are used",
+            UserWarning,
+            stacklevel=3,
+        )
+    arrival_s = frame["arrival_s"].to_numpy(dtype=np.float64, copy=True)
+    if workload.rate_per_s is not None:
+        arrival_s = rescale_to_rate(arrival_s, workload.rate_per_s)
+    return RequestTable(
+        arrival_s,
+        frame["input_tokens"].to_numpy(dtype=np.int64, copy=True),
+        frame["output_tokens"].to_numpy(dtype=np.int64, copy=True),
+    )
