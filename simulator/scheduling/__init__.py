@@ -1,0 +1,1 @@
+"""Who runs next: sequences, batch plans, per-replica state, batching policies and routers (L3)."""

@@ -1,0 +1,57 @@
+"""BatchPlan: what one replica computes in one step, the plain data between scheduler and engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.scheduling.sequence import Sequence
+from simulator.step_cost import BatchShape
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """Sequences and how many tokens each computes in this step.
+
+    ``prefills`` hold (sequence, chunk tokens); ``decodes`` compute exactly one token each.
+    ``preempted`` lists sequences the policy evicted to make room (already back in the queue).
+    """
+
+    prefills: list[tuple[Sequence, int]] = field(default_factory=list)
+    decodes: list[Sequence] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def num_seqs(self) -> int:
+        """Sequences computing in this step."""
+        return len(self.prefills) + len(self.decodes)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the step computes nothing."""
+        return not self.prefills and not self.decodes
+
+    def shape(self) -> BatchShape:
+        """Aggregated token counts the cost model prices."""
+        num_prefill_tokens = 0
+        pairs = 0.0
+        kv_read = 0
+        num_logits = len(self.decodes)
+        for seq, chunk in self.prefills:
+            past = seq.num_computed_tokens
+            num_prefill_tokens += chunk
+            pairs += chunk * past + chunk * (chunk + 1) / 2
+            kv_read += past + chunk
+            if past + chunk == seq.num_tokens:
+                num_logits += 1
+        decode_kv = 0
+        for seq in self.decodes:
+            decode_kv += seq.num_tokens
+        return BatchShape(
+            num_prefill_tokens=num_prefill_tokens,
+            num_prefill_seqs=len(self.prefills),
+            prefill_attn_pairs=pairs,
+            prefill_kv_tokens=kv_read,
+            num_decode_tokens=len(self.decodes),
+            decode_kv_tokens=decode_kv,
+            num_logit_tokens=num_logits,
+        )

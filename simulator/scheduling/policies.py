@@ -1,0 +1,87 @@
+"""Replica batching policies: plain functions ``(ReplicaState) -> BatchPlan``, registered by name.
+
+A policy decides which sequences compute how many tokens in the next step, admitting waiting requests
+(allocating their KV blocks) and preempting running ones when blocks run out. It never advances time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from simulator.errors import UnknownNameError
+from simulator.scheduling.batch import BatchPlan
+from simulator.scheduling.state import ReplicaState
+
+ReplicaPolicy = Callable[[ReplicaState], BatchPlan]
+
+# vLLM keeps 1% of the KV blocks free when admitting a prompt, so that the requests just admitted are
+# not preempted by the next decode step (vllm/core/block_manager: watermark=0.01).
+ADMISSION_WATERMARK_FRAC = 0.01
+
+
+def vllm_policy(state: ReplicaState) -> BatchPlan:
+    """Continuous batching with prefill priority (vLLM v0's default scheduler, no chunking).
+
+    If waiting prompts can be admitted (sequence slots, token budget, KV blocks for the whole prompt),
+    the step prefills them and running sequences wait one step; otherwise every running sequence
+    decodes one token, preempting the youngest by recomputation while blocks are short.
+    A prompt longer than ``max_num_batched_tokens`` is admitted alone, in a step of its own.
+    """
+    plan = _admit_prompts(state)
+    if plan.prefills:
+        return plan
+    return _decode_all(state, plan)
+
+
+def _admit_prompts(state: ReplicaState) -> BatchPlan:
+    plan = BatchPlan()
+    limits = state.limits
+    kv = state.kv
+    watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
+    budget = limits.max_num_batched_tokens
+    num_seqs = len(state.running)
+    while state.waiting and num_seqs < limits.max_num_seqs:
+        seq = state.waiting[0]
+        num_new = seq.num_uncomputed_tokens
+        if plan.prefills and num_new > budget:
+            break
+        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
+        if need + watermark > kv.num_free_blocks and (state.running or plan.prefills):
+            break
+        if need > kv.num_free_blocks:
+            break
+        state.admit(seq, need)
+        plan.prefills.append((seq, num_new))
+        budget -= num_new
+        num_seqs += 1
+    return plan
+
+
+def _decode_all(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
+    kv = state.kv
+    i = 0
+    while i < len(state.running):
+        seq = state.running[i]
+        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
+        while need > kv.num_free_blocks and i < len(state.running):
+            plan.preempted.append(state.preempt_youngest())
+        if i >= len(state.running):
+            break
+        kv.allocate(need)
+        seq.num_blocks += need
+        plan.decodes.append(seq)
+        i += 1
+    return plan
+
+
+REPLICA_POLICIES: dict[str, ReplicaPolicy] = {
+    "vllm": vllm_policy,
+}
+
+
+def get_replica_policy(name: str) -> ReplicaPolicy:
+    """The policy registered as ``name``; an unknown name lists the known ones."""
+    try:
+        return REPLICA_POLICIES[name]
+    except KeyError:
+        raise UnknownNameError("scheduler.policy", name, REPLICA_POLICIES) from None

@@ -1,0 +1,57 @@
+"""One request's state inside a replica, in token counts (vLLM v1's vocabulary).
+
+``num_tokens`` = prompt + generated so far; ``num_computed_tokens`` = tokens whose KV is in the cache.
+A step computes ``num_tokens - num_computed_tokens`` tokens at most (the prompt, or a chunk of it,
+or the one token generated last); when it catches up, the model samples one new token.
+After a preemption by recomputation the KV is dropped (``num_computed_tokens = 0``) and the prompt
+plus everything generated so far is computed again as one longer prompt.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class SeqStatus(enum.Enum):
+    """Where a sequence is in its life."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True, eq=False)
+class Sequence:
+    """Mutable per-request state owned by one replica."""
+
+    request_id: int
+    arrival_s: float
+    num_prompt_tokens: int
+    max_output_tokens: int
+    replica: int = -1
+    num_output_tokens: int = 0
+    num_computed_tokens: int = 0
+    num_blocks: int = 0
+    status: SeqStatus = SeqStatus.WAITING
+    first_token_s: float = float("nan")
+    last_token_s: float = float("nan")
+    finish_s: float = float("nan")
+    num_preemptions: int = 0
+    max_itl_s: float = 0.0
+
+    @property
+    def num_tokens(self) -> int:
+        """Prompt plus generated tokens."""
+        return self.num_prompt_tokens + self.num_output_tokens
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        """Tokens whose KV still has to be computed before the next token can be sampled."""
+        return self.num_tokens - self.num_computed_tokens
+
+    @property
+    def is_prefilling(self) -> bool:
+        """Whether more than one token is uncomputed (a prompt, or a recomputation after preemption)."""
+        return self.num_tokens - self.num_computed_tokens > 1 or self.num_output_tokens == 0
