@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simulator.errors import ConfigError, DataFileError, describe_validation_error
+from simulator.errors import ConfigError, DataFileError, SimulatorError
 from simulator.precision import DType, KVDType
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -22,6 +22,8 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # Upper bounds on what a scenario can make the simulator allocate (see DESIGN.md, untrusted files).
 MAX_NUM_REQUESTS = 20_000_000
 MAX_TOKENS_PER_REQUEST = 2_000_000
+DEFAULT_RATE_PER_S = 4.0
+DEFAULT_NUM_REQUESTS = 1000
 
 
 class UniformLengths(BaseModel):
@@ -48,6 +50,12 @@ class LognormalLengths(BaseModel):
     sigma: float = Field(ge=0, le=5)
     low: int = Field(1, ge=1, description="lengths are clipped to [low, high]")
     high: int = Field(MAX_TOKENS_PER_REQUEST, ge=1, le=MAX_TOKENS_PER_REQUEST)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LognormalLengths:
+        if self.high < self.low:
+            raise ValueError(f"high={self.high} must be >= low={self.low}")
+        return self
 
 
 class EmpiricalLengths(BaseModel):
@@ -82,16 +90,37 @@ class WorkloadConfig(BaseModel):
     model_config = _FROZEN
     arrival: ArrivalKind = "poisson"
     rate_per_s: float | None = Field(
-        4.0, gt=0, description="mean arrival rate; for a trace, rescales its timestamps to this mean rate"
+        None,
+        gt=0,
+        description="mean arrival rate (poisson/gamma default 4.0); for a trace, rescales its timestamps "
+        "to this mean rate (default: replay the trace's own timing)",
     )
     cv: float = Field(2.0, gt=0, le=100, description="gamma arrivals: coefficient of variation of gaps")
     concurrency: int | None = Field(None, ge=1, le=1_000_000, description="closed loop: clients in flight")
     num_requests: int | None = Field(
-        1000, ge=1, le=MAX_NUM_REQUESTS, description="requests to send (a trace: the first N rows)"
+        None,
+        ge=1,
+        le=MAX_NUM_REQUESTS,
+        description="requests to send (default 1000; a trace: the first N rows, replayed again after its "
+        "end when N exceeds its length; default: all rows)",
     )
     input_tokens: LengthSpec = 512
     output_tokens: LengthSpec = 128
     trace: str | None = Field(None, description="bundled trace name (azure-conv-2023) or a CSV path")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrival_defaults(cls, data: Any) -> Any:
+        """Defaults that depend on the arrival kind: a synthetic workload gets a rate and a count."""
+        if not isinstance(data, dict):
+            return data
+        arrival = data.get("arrival", "poisson")
+        out = dict(data)
+        if arrival in ("poisson", "gamma") and out.get("rate_per_s") is None:
+            out["rate_per_s"] = DEFAULT_RATE_PER_S
+        if arrival != "trace" and out.get("num_requests") is None:
+            out["num_requests"] = DEFAULT_NUM_REQUESTS
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadConfig:
@@ -170,7 +199,7 @@ class Scenario(BaseModel):
     precision: PrecisionConfig = PrecisionConfig()
     layout: LayoutConfig = LayoutConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    workload: WorkloadConfig = WorkloadConfig()
+    workload: WorkloadConfig = WorkloadConfig.model_validate({})
     slo: SLOConfig = SLOConfig()
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
@@ -202,7 +231,7 @@ class Scenario(BaseModel):
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
-            raise ConfigError("scenario", "(see fields)", describe_validation_error(exc)) from None
+            raise ScenarioError(exc) from None
 
     def with_updates(self, updates: Mapping[str, Any]) -> Scenario:
         """A copy with dotted keys replaced, validated again: ``s.with_updates({"layout.tp": 4})``."""
@@ -211,6 +240,71 @@ class Scenario(BaseModel):
     def to_yaml(self) -> str:
         """The resolved scenario as YAML (written next to every result)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class ScenarioError(ConfigError):
+    """A scenario that does not validate: every problem with its dotted key, value and what is valid."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        problems: list[str] = []
+        for err in exc.errors():
+            loc = _plain_loc(err["loc"])
+            if _is_other_union_branch(err):
+                continue
+            key = ".".join(loc) or "scenario"
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(_known_keys(loc[:-1]))
+                problems.append(f"{key} is not a scenario key (valid keys here: {known})")
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problem = f"{key} = {err.get('input')!r} is not valid: {msg}"
+                if problem not in problems:
+                    problems.append(problem)
+        errors = exc.errors()
+        self.field = ".".join(_plain_loc(errors[0]["loc"])) if errors else "scenario"
+        self.value = errors[0].get("input") if errors else None
+        self.allowed = "; ".join(problems)
+        self.problems = problems
+        SimulatorError.__init__(self, "invalid scenario: " + "; ".join(problems))
+
+
+def _plain_loc(loc: tuple[int | str, ...]) -> tuple[str, ...]:
+    """A pydantic error location without list indices and union-branch labels (user-facing keys)."""
+    out: list[str] = []
+    skip_tag = False
+    for part in loc:
+        text = str(part)
+        if skip_tag:
+            skip_tag = False
+            continue
+        if text.startswith("tagged-union["):
+            skip_tag = True  # the next part is the discriminator value, not a key
+            continue
+        if isinstance(part, int) or "[" in text or text in ("constrained-int", "int"):
+            continue
+        out.append(text)
+    return tuple(out)
+
+
+def _is_other_union_branch(err: Any) -> bool:
+    """An int-or-mapping field reports both branches' errors; keep the one matching the input's type."""
+    labels = [str(x) for x in err["loc"]]
+    value = err.get("input")
+    if isinstance(value, dict) and "constrained-int" in labels:
+        return True
+    return not isinstance(value, dict) and any(x.startswith("tagged-union[") for x in labels)
+
+
+def _known_keys(loc: tuple[str, ...]) -> list[str]:
+    """Field names of the config group at dotted location ``loc`` (for 'unknown key' messages)."""
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
 
 
 def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:

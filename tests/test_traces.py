@@ -124,10 +124,14 @@ def test_trace_rescaled_to_a_target_rate_keeps_relative_spacing() -> None:
     np.testing.assert_array_equal(scaled.output_tokens, original.output_tokens)
 
 
-def test_asking_for_more_rows_than_the_trace_has_warns() -> None:
-    with pytest.warns(UserWarning, match="has 20 requests, fewer than workload.num_requests = 50"):
-        table = build_workload(_trace_workload(str(AZURE_HEAD), num_requests=50, rate_per_s=None), seed=0)
-    assert len(table) == 20
+def test_asking_for_more_rows_than_the_trace_has_replays_it_after_its_end() -> None:
+    once = build_workload(_trace_workload(str(AZURE_HEAD), num_requests=None, rate_per_s=None), seed=0)
+    table = build_workload(_trace_workload(str(AZURE_HEAD), num_requests=50, rate_per_s=None), seed=0)
+    assert len(once) == 20 and len(table) == 50
+    np.testing.assert_array_equal(table.input_tokens[20:40], once.input_tokens)
+    period_s = once.arrival_s[-1] * (1 + 1 / 19)  # span plus one mean gap
+    np.testing.assert_allclose(table.arrival_s[20:40], once.arrival_s + period_s)
+    assert np.all(np.diff(table.arrival_s) >= 0)
 
 
 # --- errors ---------------------------------------------------------------------------------------

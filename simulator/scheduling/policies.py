@@ -39,14 +39,14 @@ def _admit_prompts(state: ReplicaState) -> BatchPlan:
     kv = state.kv
     watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
     budget = limits.max_num_batched_tokens
-    num_seqs = len(state.running)
+    num_seqs = state.num_running
     while state.waiting and num_seqs < limits.max_num_seqs:
         seq = state.waiting[0]
         num_new = seq.num_uncomputed_tokens
         if plan.prefills and num_new > budget:
             break
         need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
-        if need + watermark > kv.num_free_blocks and (state.running or plan.prefills):
+        if need + watermark > kv.num_free_blocks and (state.num_running or plan.prefills):
             break
         if need > kv.num_free_blocks:
             break
@@ -58,19 +58,16 @@ def _admit_prompts(state: ReplicaState) -> BatchPlan:
 
 
 def _decode_all(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
+    """Every decoding sequence computes one token; preempt the youngest while blocks are short."""
+    decode = state.decode
     kv = state.kv
-    i = 0
-    while i < len(state.running):
-        seq = state.running[i]
-        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
-        while need > kv.num_free_blocks and i < len(state.running):
-            plan.preempted.append(state.preempt_youngest())
-        if i >= len(state.running):
-            break
-        kv.allocate(need)
-        seq.num_blocks += need
-        plan.decodes.append(seq)
-        i += 1
+    while decode.members and decode.num_new_blocks() > kv.num_free_blocks:
+        plan.preempted.append(state.preempt_youngest_decoder())
+    if decode.members:
+        kv.allocate(decode.num_new_blocks())
+        plan.decode = True
+        plan.num_decode_tokens = len(decode)
+        plan.decode_kv_tokens = decode.num_kv_tokens
     return plan
 
 

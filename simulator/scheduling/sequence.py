@@ -5,6 +5,9 @@ A step computes ``num_tokens - num_computed_tokens`` tokens at most (the prompt,
 or the one token generated last); when it catches up, the model samples one new token.
 After a preemption by recomputation the KV is dropped (``num_computed_tokens = 0``) and the prompt
 plus everything generated so far is computed again as one longer prompt.
+
+While a sequence is a member of its replica's ``DecodeSet`` its token counters are brought up to date
+lazily (``DecodeSet.sync``): the decode set advances all members in O(1) per step.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ class Sequence:
     last_token_s: float = float("nan")
     finish_s: float = float("nan")
     num_preemptions: int = 0
-    max_itl_s: float = 0.0
+    reject_reason: str = ""
+    # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
+    # to date, the step it joined at, and the step at which it will have all its output tokens.
+    sync_step: int = 0
+    join_step: int = 0
+    finish_step: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -50,8 +58,3 @@ class Sequence:
     def num_uncomputed_tokens(self) -> int:
         """Tokens whose KV still has to be computed before the next token can be sampled."""
         return self.num_tokens - self.num_computed_tokens
-
-    @property
-    def is_prefilling(self) -> bool:
-        """Whether more than one token is uncomputed (a prompt, or a recomputation after preemption)."""
-        return self.num_tokens - self.num_computed_tokens > 1 or self.num_output_tokens == 0

@@ -3,6 +3,9 @@
 The engine calls a policy to get a ``BatchPlan``, waits the plan's cost, then calls ``apply_step``
 with the time the step ended. Everything here is plain data and arithmetic, so tests can drive a
 replica step by step without simpy.
+
+A running sequence is either *prefilling* (its prompt, or a chunk of it, is being computed; it holds
+the KV blocks of its whole prompt) or a member of the ``DecodeSet`` (one token per step).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 
 from simulator.kv_cache import BlockManager
 from simulator.scheduling.batch import BatchPlan
+from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import SeqStatus, Sequence
 
 
@@ -32,26 +36,34 @@ class StepOutcome:
     num_first_tokens: int = 0
 
 
-@dataclass(slots=True)
 class ReplicaState:
-    """Waiting queue (FCFS, preempted sequences return to its front), running list, KV pool."""
+    """Waiting queue (FCFS; preempted sequences return to its front), prefilling list, decode set, KV."""
 
-    index: int
-    kv: BlockManager
-    limits: ReplicaLimits
-    waiting: deque[Sequence] = field(default_factory=deque)
-    running: list[Sequence] = field(default_factory=list)
-    num_preemptions: int = 0
+    __slots__ = ("decode", "index", "kv", "limits", "num_preemptions", "prefilling", "waiting")
+
+    def __init__(self, index: int, kv: BlockManager, limits: ReplicaLimits) -> None:
+        self.index = index
+        self.kv = kv
+        self.limits = limits
+        self.waiting: deque[Sequence] = deque()
+        self.prefilling: list[Sequence] = []
+        self.decode = DecodeSet(kv.block_size)
+        self.num_preemptions = 0
+
+    @property
+    def num_running(self) -> int:
+        """Sequences holding KV blocks (prefilling or decoding)."""
+        return len(self.prefilling) + len(self.decode)
 
     @property
     def num_outstanding(self) -> int:
         """Requests routed here and not finished."""
-        return len(self.waiting) + len(self.running)
+        return len(self.waiting) + len(self.prefilling) + len(self.decode)
 
     @property
     def has_work(self) -> bool:
         """Whether a step could compute anything."""
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.prefilling or self.decode.members)
 
     def enqueue(self, seq: Sequence) -> None:
         """A new request joins the back of the waiting queue."""
@@ -60,16 +72,21 @@ class ReplicaState:
         self.waiting.append(seq)
 
     def admit(self, seq: Sequence, num_blocks: int) -> None:
-        """Move the head of the waiting queue to running, holding ``num_blocks`` more blocks."""
+        """Move the head of the waiting queue to prefilling, holding ``num_blocks`` more blocks."""
         self.kv.allocate(num_blocks)
         seq.num_blocks += num_blocks
         seq.status = SeqStatus.RUNNING
         self.waiting.popleft()
-        self.running.append(seq)
+        self.prefilling.append(seq)
 
-    def preempt_youngest(self) -> Sequence:
-        """Evict the most recently admitted running sequence by recomputation (vLLM's default)."""
-        victim = self.running.pop()
+    def preempt_youngest_decoder(self) -> Sequence:
+        """Evict the decode set's youngest member by recomputation (vLLM's default preemption)."""
+        victim = self.decode.youngest()
+        self.decode.remove(victim)
+        self._to_front_of_queue(victim)
+        return victim
+
+    def _to_front_of_queue(self, victim: Sequence) -> None:
         self.kv.free(victim.num_blocks)
         victim.num_blocks = 0
         victim.num_computed_tokens = 0
@@ -77,47 +94,48 @@ class ReplicaState:
         victim.status = SeqStatus.WAITING
         self.waiting.appendleft(victim)
         self.num_preemptions += 1
-        return victim
+
+    def running(self) -> list[Sequence]:
+        """Prefilling and decoding sequences, the decoders synced (for tests and inspection)."""
+        for seq in self.decode.members:
+            self.decode.sync(seq)
+        return [*self.prefilling, *self.decode.members]
 
 
 def apply_step(state: ReplicaState, plan: BatchPlan, now_s: float) -> StepOutcome:
     """Advance the planned sequences by the tokens they computed; sample, finish and free."""
     out = StepOutcome()
+    if plan.decode:
+        for seq in state.decode.advance(now_s, out.itl_groups):
+            state.kv.free(seq.num_blocks)
+            seq.num_blocks = 0
+            out.finished.append(seq)
+    if not plan.prefills:
+        return out
     gaps: dict[float, int] = {}
-    any_finished = False
+    done: set[int] = set()
     for seq, chunk in plan.prefills:
         seq.num_computed_tokens += chunk
-        if seq.num_computed_tokens == seq.num_tokens:
-            if seq.num_output_tokens == 0:
-                seq.first_token_s = now_s
-                out.num_first_tokens += 1
-            else:
-                gaps[seq.last_token_s] = gaps.get(seq.last_token_s, 0) + 1
-            any_finished |= _sample(state, seq, now_s, out)
-    for seq in plan.decodes:
-        seq.num_computed_tokens += 1
-        gaps[seq.last_token_s] = gaps.get(seq.last_token_s, 0) + 1
-        any_finished |= _sample(state, seq, now_s, out)
+        if seq.num_computed_tokens < seq.num_tokens:
+            continue
+        done.add(id(seq))
+        if seq.num_output_tokens == 0:
+            seq.first_token_s = now_s
+            out.num_first_tokens += 1
+        else:  # a recomputed sequence samples its next token
+            gaps[seq.last_token_s] = gaps.get(seq.last_token_s, 0) + 1
+        seq.num_output_tokens += 1
+        seq.last_token_s = now_s
+        if seq.num_output_tokens >= seq.max_output_tokens:
+            seq.status = SeqStatus.FINISHED
+            seq.finish_s = now_s
+            state.kv.free(seq.num_blocks)
+            seq.num_blocks = 0
+            out.finished.append(seq)
+        else:
+            state.decode.add(seq)
     for last_s, count in gaps.items():
         out.itl_groups.append((now_s - last_s, count))
-    if any_finished:
-        state.running = [s for s in state.running if s.status is SeqStatus.RUNNING]
+    if done:
+        state.prefilling = [s for s in state.prefilling if id(s) not in done]
     return out
-
-
-def _sample(state: ReplicaState, seq: Sequence, now_s: float, out: StepOutcome) -> bool:
-    """One new token for ``seq``; finish it when it has all its output. Returns True if finished."""
-    if seq.num_output_tokens:
-        gap = now_s - seq.last_token_s
-        if gap > seq.max_itl_s:
-            seq.max_itl_s = gap
-    seq.num_output_tokens += 1
-    seq.last_token_s = now_s
-    if seq.num_output_tokens < seq.max_output_tokens:
-        return False
-    seq.status = SeqStatus.FINISHED
-    seq.finish_s = now_s
-    state.kv.free(seq.num_blocks)
-    seq.num_blocks = 0
-    out.finished.append(seq)
-    return True

@@ -46,8 +46,6 @@ def sample_lengths(spec: LengthSpec, num: int, rng: np.random.Generator) -> np.n
 
 
 def _lognormal(spec: LognormalLengths, num: int, rng: np.random.Generator) -> np.ndarray:
-    if spec.high < spec.low:
-        raise ConfigError("lognormal.high", spec.high, f"must be >= low = {spec.low}")
     mu = math.log(spec.mean) - spec.sigma**2 / 2.0
     draws = rng.lognormal(mean=mu, sigma=spec.sigma, size=num)
     return np.clip(np.rint(draws), spec.low, spec.high).astype(np.int64)

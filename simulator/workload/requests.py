@@ -23,7 +23,6 @@ arrival times and the input lengths unchanged.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,22 +137,32 @@ def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
 
 
 def _from_trace(workload: WorkloadConfig) -> RequestTable:
-    """The first ``num_requests`` rows of the trace, rescaled to ``rate_per_s`` when that is set."""
+    """The first ``num_requests`` rows of the trace, rescaled to ``rate_per_s`` when that is set.
+
+    Asking for more requests than the trace holds replays it again after its end (shifted by its span
+    plus one mean gap), so a one-hour trace can drive a longer or larger run with the same statistics.
+    """
     assert workload.trace is not None  # the config validator guarantees it
     frame = load_trace(workload.trace, max_rows=workload.num_requests)
-    num_rows = len(frame)
-    if workload.num_requests is not None and num_rows < workload.num_requests:
-        warnings.warn(
-            f"trace {workload.trace!r} has {num_rows} requests, fewer than workload.num_requests = "
-            f"{workload.num_requests}; all {num_rows} are used",
-            UserWarning,
-            stacklevel=3,
-        )
     arrival_s = frame["arrival_s"].to_numpy(dtype=np.float64, copy=True)
+    input_tokens = frame["input_tokens"].to_numpy(dtype=np.int64, copy=True)
+    output_tokens = frame["output_tokens"].to_numpy(dtype=np.int64, copy=True)
+    wanted = workload.num_requests
+    if wanted is not None and len(arrival_s) < wanted:
+        arrival_s, input_tokens, output_tokens = _wrap_around(arrival_s, input_tokens, output_tokens, wanted)
     if workload.rate_per_s is not None:
         arrival_s = rescale_to_rate(arrival_s, workload.rate_per_s)
-    return RequestTable(
-        arrival_s,
-        frame["input_tokens"].to_numpy(dtype=np.int64, copy=True),
-        frame["output_tokens"].to_numpy(dtype=np.int64, copy=True),
-    )
+    return RequestTable(arrival_s, input_tokens, output_tokens)
+
+
+def _wrap_around(
+    arrival_s: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray, wanted: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Repeat a trace back to back until it has ``wanted`` requests."""
+    num_rows = len(arrival_s)
+    span_s = float(arrival_s[-1] - arrival_s[0])
+    period_s = span_s + (span_s / (num_rows - 1) if num_rows > 1 else 1.0)
+    repeats = -(-wanted // num_rows)
+    offsets_s = np.repeat(np.arange(repeats, dtype=np.float64) * period_s, num_rows)[:wanted]
+    times = np.tile(arrival_s, repeats)[:wanted] + offsets_s
+    return times, np.tile(input_tokens, repeats)[:wanted], np.tile(output_tokens, repeats)[:wanted]

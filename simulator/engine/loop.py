@@ -1,0 +1,170 @@
+"""The SimPy event loop: an arrival process, a router, and one process per data-parallel replica.
+
+A replica process repeats: ask its batching policy for a plan, price the plan with the cost model
+(plus the scheduler's per-step CPU overhead), wait that long, apply the step. With nothing to do it
+waits on an event the arrival side triggers. Open-loop workloads issue requests at their arrival
+times; the closed loop (``arrival = concurrency``) issues the next request when one finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from simulator.engine.records import (
+    STATUS_FINISHED,
+    STATUS_REJECTED,
+    ItlLog,
+    RequestLog,
+    RunRecords,
+    StepLog,
+)
+from simulator.errors import SimulatorError
+from simulator.kv_cache import BlockManager
+from simulator.resolve import ResolvedScenario, rejection_reasons
+from simulator.rng import stream
+from simulator.scheduling.routers import RouterContext
+from simulator.scheduling.sequence import SeqStatus, Sequence
+from simulator.scheduling.state import ReplicaLimits, ReplicaState, apply_step
+from simulator.workload import RequestTable
+
+
+class _Cluster:
+    """One run's mutable world: replicas, their wake-up events, the logs."""
+
+    def __init__(self, env: simpy.Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
+        sched = resolved.scenario.scheduler
+        limits = ReplicaLimits(sched.max_num_seqs, sched.max_num_batched_tokens)
+        self.env = env
+        self.resolved = resolved
+        self.replicas = [
+            ReplicaState(i, BlockManager(resolved.memory.num_kv_blocks, sched.block_size), limits)
+            for i in range(resolved.num_replicas)
+        ]
+        self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
+        self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
+        self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
+        self.reasons = rejection_reasons(resolved, requests)
+        self.steps = StepLog()
+        self.itl = ItlLog()
+        self.closed_loop = requests.closed_loop_clients is not None
+        self.next_request = 0
+
+    def submit(self, request_id: int) -> None:
+        """Issue one request now: reject it with its reason, or route it to a replica."""
+        log = self.log
+        now = self.env.now
+        if self.closed_loop:
+            log.arrival_s[request_id] = now
+        reason = self.reasons[request_id]
+        if reason:
+            log.status[request_id] = STATUS_REJECTED
+            log.reject_reason[request_id] = reason
+            if self.closed_loop:
+                self.issue_next()
+            return
+        seq = Sequence(request_id, now, int(log.input_tokens[request_id]), int(log.output_tokens[request_id]))
+        index = self.resolved.router(self.router_ctx, self.replicas, seq)
+        self.replicas[index].enqueue(seq)
+        wakeup = self.wakeups[index]
+        if wakeup is not None:
+            self.wakeups[index] = None
+            wakeup.succeed()
+
+    def issue_next(self) -> None:
+        """Closed loop: a client whose request ended sends its next one."""
+        if self.next_request < len(self.log.arrival_s):
+            self.next_request += 1
+            self.submit(self.next_request - 1)
+
+    def finish(self, seq: Sequence) -> None:
+        """Record a finished request (and, in the closed loop, issue the next)."""
+        i = seq.request_id
+        log = self.log
+        log.first_token_s[i] = seq.first_token_s
+        log.finish_s[i] = seq.finish_s
+        log.replica[i] = seq.replica
+        log.num_preemptions[i] = seq.num_preemptions
+        log.status[i] = STATUS_FINISHED
+        if self.closed_loop:
+            self.issue_next()
+
+
+def _arrivals(cluster: _Cluster, requests: RequestTable) -> Generator[simpy.Event, Any, None]:
+    """Open loop: issue each request at its arrival time."""
+    env = cluster.env
+    for request_id, arrival_s in enumerate(requests.arrival_s.tolist()):
+        if arrival_s > env.now:
+            yield env.timeout(arrival_s - env.now)
+        cluster.submit(request_id)
+
+
+def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, Any, None]:
+    """Step the replica while it has work; sleep until a request arrives when it has none."""
+    env = cluster.env
+    resolved = cluster.resolved
+    policy = resolved.policy
+    cost_model = resolved.cost
+    overhead_s = resolved.scenario.scheduler.step_overhead_s
+    steps, itl, kv = cluster.steps, cluster.itl, state.kv
+    while True:
+        if not state.has_work:
+            wakeup = env.event()
+            cluster.wakeups[state.index] = wakeup
+            yield wakeup
+        plan = policy(state)
+        if plan.is_empty:
+            raise SimulatorError(
+                f"replica {state.index}: policy {resolved.scenario.scheduler.policy!r} planned an empty "
+                f"step with {len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
+            )
+        cost = cost_model.step(plan.shape())
+        start_s = env.now
+        duration_s = cost.time_s + overhead_s
+        steps.replica.append(state.index)
+        steps.start_s.append(start_s)
+        steps.duration_s.append(duration_s)
+        steps.num_seqs.append(plan.num_seqs)
+        steps.num_prefill_tokens.append(plan.num_prefill_tokens)
+        steps.num_decode_tokens.append(plan.num_decode_tokens)
+        steps.num_preempted.append(len(plan.preempted))
+        steps.kv_used_blocks.append(kv.num_used_blocks)
+        steps.flops.append(cost.flops)
+        steps.num_bytes.append(cost.num_bytes)
+        yield env.timeout(duration_s)
+        outcome = apply_step(state, plan, env.now)
+        for gap_s, count in outcome.itl_groups:
+            itl.gap_s.append(gap_s)
+            itl.count.append(count)
+        for seq in outcome.finished:
+            cluster.finish(seq)
+
+
+def run_engine(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
+    """Play ``requests`` through the resolved cluster until every request has finished or is rejected."""
+    env = simpy.Environment()
+    cluster = _Cluster(env, resolved, requests)
+    for state in cluster.replicas:
+        env.process(_replica(cluster, state))
+    if cluster.closed_loop:
+        assert requests.closed_loop_clients is not None
+        for _ in range(min(requests.closed_loop_clients, len(requests))):
+            cluster.issue_next()
+    else:
+        env.process(_arrivals(cluster, requests))
+    env.run()
+    for state in cluster.replicas:
+        for seq in state.running():
+            if seq.status is not SeqStatus.FINISHED:  # only a policy bug leaves work behind
+                raise SimulatorError(f"request {seq.request_id} was left running on replica {state.index}")
+    return RunRecords(
+        requests=cluster.log,
+        steps=cluster.steps,
+        itl=cluster.itl,
+        num_replicas=len(cluster.replicas),
+        num_kv_blocks=resolved.memory.num_kv_blocks,
+        kv_peak_used_blocks=[s.kv.peak_used_blocks for s in cluster.replicas],
+        end_s=float(env.now),
+    )

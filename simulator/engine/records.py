@@ -1,0 +1,88 @@
+"""What a run records: one row per request, one per step, and inter-token gaps. Plain data, no simpy.
+
+Columns are typed arrays (``array.array`` while the run appends, numpy at the end) so a million
+requests and tens of millions of tokens stay in tens of megabytes.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATUS_PENDING = 0  # not issued or not finished (a run that ends early)
+STATUS_FINISHED = 1
+STATUS_REJECTED = 2
+STATUS_NAMES = {STATUS_PENDING: "unfinished", STATUS_FINISHED: "finished", STATUS_REJECTED: "rejected"}
+
+
+@dataclass
+class RequestLog:
+    """Per request, indexed by request id (the row of the workload's request table)."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    replica: np.ndarray
+    num_preemptions: np.ndarray
+    status: np.ndarray
+    reject_reason: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, arrival_s: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray) -> RequestLog:
+        """Columns for ``len(arrival_s)`` requests, nothing recorded yet."""
+        num = len(arrival_s)
+        return cls(
+            arrival_s=np.array(arrival_s, dtype=np.float64),
+            input_tokens=np.asarray(input_tokens, dtype=np.int64),
+            output_tokens=np.asarray(output_tokens, dtype=np.int64),
+            first_token_s=np.full(num, np.nan),
+            finish_s=np.full(num, np.nan),
+            replica=np.full(num, -1, dtype=np.int32),
+            num_preemptions=np.zeros(num, dtype=np.int32),
+            status=np.zeros(num, dtype=np.int8),
+        )
+
+
+@dataclass
+class StepLog:
+    """One row per replica step (appended by the engine)."""
+
+    replica: array[int] = field(default_factory=lambda: array("i"))
+    start_s: array[float] = field(default_factory=lambda: array("d"))
+    duration_s: array[float] = field(default_factory=lambda: array("d"))
+    num_seqs: array[int] = field(default_factory=lambda: array("i"))
+    num_prefill_tokens: array[int] = field(default_factory=lambda: array("q"))
+    num_decode_tokens: array[int] = field(default_factory=lambda: array("i"))
+    num_preempted: array[int] = field(default_factory=lambda: array("i"))
+    kv_used_blocks: array[int] = field(default_factory=lambda: array("q"))
+    flops: array[float] = field(default_factory=lambda: array("d"))
+    num_bytes: array[float] = field(default_factory=lambda: array("d"))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The log as numpy columns (copies)."""
+        return {name: np.array(getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+@dataclass
+class ItlLog:
+    """Inter-token gaps as (gap, number of sequences that saw it): one pair per group per step."""
+
+    gap_s: array[float] = field(default_factory=lambda: array("d"))
+    count: array[int] = field(default_factory=lambda: array("q"))
+
+
+@dataclass
+class RunRecords:
+    """Everything a run recorded, plus the capacity figures the metrics need."""
+
+    requests: RequestLog
+    steps: StepLog
+    itl: ItlLog
+    num_replicas: int
+    num_kv_blocks: int
+    kv_peak_used_blocks: list[int]
+    end_s: float

@@ -1,0 +1,127 @@
+"""The run summary: throughput, latency percentiles, utilization and KV occupancy, as a flat dict.
+
+Definitions (every latency in seconds):
+
+- ``duration_s``: from the first arrival to the last finish.
+- ``ttft``: first token time minus arrival (queueing included); ``e2e``: finish minus arrival.
+- ``itl``: gaps between consecutive tokens of a request, pooled over all requests (a prefill step that
+  stalls decoding shows up here); ``tpot``: per request, (finish - first token) / (output - 1).
+- ``mean_batch_size``: sequences per step, averaged over steps.
+- ``gpu_busy_frac``: replica-seconds spent in steps over replicas x duration.
+- ``mfu_frac`` / ``mbu_frac``: FLOPs / bytes moved over what the cluster's GPUs could do at peak
+  (dense FLOP/s of the compute dtype, HBM bytes/s) in the duration.
+- ``kv_peak_frac``: the highest KV-block occupancy any replica reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulator.engine.records import STATUS_FINISHED, STATUS_REJECTED, RunRecords
+from simulator.resolve import ResolvedScenario
+
+SUMMARY_KEYS = (
+    "num_requests",
+    "num_completed",
+    "num_rejected",
+    "duration_s",
+    "request_throughput_rps",
+    "output_throughput_tok_s",
+    "input_throughput_tok_s",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "itl_p50_s",
+    "itl_p99_s",
+    "tpot_p50_s",
+    "tpot_p99_s",
+    "e2e_p50_s",
+    "e2e_p99_s",
+    "mean_batch_size",
+    "gpu_busy_frac",
+    "mfu_frac",
+    "mbu_frac",
+    "kv_peak_frac",
+    "num_preemptions",
+)
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q-quantile of values repeated ``weights`` times (inverted CDF, as numpy's 'inverted_cdf')."""
+    if values.size == 0 or weights.sum() <= 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    rank = q * cum[-1]
+    index = int(np.searchsorted(cum, rank, side="left"))
+    return float(values[order][min(index, len(order) - 1)])
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    values = values[~np.isnan(values)]
+    return float(np.quantile(values, q)) if values.size else float("nan")
+
+
+def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]:
+    """The summary dict (keys in ``SUMMARY_KEYS``, then a few extras)."""
+    log = records.requests
+    done = log.status == STATUS_FINISHED
+    num_done = int(done.sum())
+    issued = log.arrival_s[(log.status != 0) | done]
+    start_s = float(issued.min()) if issued.size else 0.0
+    end_s = float(np.nanmax(log.finish_s)) if num_done else start_s
+    duration_s = max(end_s - start_s, 0.0)
+    per_s = 1.0 / duration_s if duration_s > 0 else float("nan")
+    ttft = (log.first_token_s - log.arrival_s)[done]
+    e2e = (log.finish_s - log.arrival_s)[done]
+    multi = done & (log.output_tokens > 1)
+    tpot = (log.finish_s - log.first_token_s)[multi] / (log.output_tokens[multi] - 1)
+    gaps = np.frombuffer(records.itl.gap_s, dtype=np.float64)
+    counts = np.frombuffer(records.itl.count, dtype=np.int64)
+    steps = records.steps
+    step_durations = np.frombuffer(steps.duration_s, dtype=np.float64)
+    num_gpus = resolved.num_gpus
+    hw = resolved.hardware
+    peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
+    capacity_s = duration_s * records.num_replicas
+    summary: dict[str, Any] = {
+        "num_requests": len(log.arrival_s),
+        "num_completed": num_done,
+        "num_rejected": int((log.status == STATUS_REJECTED).sum()),
+        "duration_s": duration_s,
+        "request_throughput_rps": num_done * per_s,
+        "output_throughput_tok_s": float(log.output_tokens[done].sum()) * per_s,
+        "input_throughput_tok_s": float(log.input_tokens[done].sum()) * per_s,
+        "ttft_p50_s": _pct(ttft, 0.50),
+        "ttft_p90_s": _pct(ttft, 0.90),
+        "ttft_p99_s": _pct(ttft, 0.99),
+        "itl_p50_s": weighted_quantile(gaps, counts, 0.50),
+        "itl_p99_s": weighted_quantile(gaps, counts, 0.99),
+        "tpot_p50_s": _pct(tpot, 0.50),
+        "tpot_p99_s": _pct(tpot, 0.99),
+        "e2e_p50_s": _pct(e2e, 0.50),
+        "e2e_p99_s": _pct(e2e, 0.99),
+        "mean_batch_size": float(np.mean(np.frombuffer(steps.num_seqs, dtype=np.int32)))
+        if len(steps.num_seqs)
+        else 0.0,
+        "gpu_busy_frac": float(step_durations.sum()) / capacity_s if capacity_s > 0 else 0.0,
+        "mfu_frac": float(np.sum(np.frombuffer(steps.flops, dtype=np.float64)))
+        / (peak_flops * num_gpus * duration_s)
+        if duration_s > 0
+        else 0.0,
+        "mbu_frac": float(np.sum(np.frombuffer(steps.num_bytes, dtype=np.float64)))
+        / (hw.hbm_bandwidth_bytes_per_s * num_gpus * duration_s)
+        if duration_s > 0
+        else 0.0,
+        "kv_peak_frac": max(records.kv_peak_used_blocks) / records.num_kv_blocks,
+        "num_preemptions": int(log.num_preemptions.sum()),
+        # extras beyond the contract
+        "num_steps": len(step_durations),
+        "num_gpus": num_gpus,
+        "num_kv_blocks_per_replica": records.num_kv_blocks,
+        "ttft_mean_s": float(np.mean(ttft)) if ttft.size else float("nan"),
+        "e2e_mean_s": float(np.mean(e2e)) if e2e.size else float("nan"),
+    }
+    return summary

@@ -1,0 +1,61 @@
+"""Routers: plain functions ``(RouterContext, replicas, sequence) -> replica index``, registered by name.
+
+A router sees every replica's state at the moment a request arrives and picks one. State a router
+keeps between calls (a round-robin counter, a random stream) lives in the ``RouterContext`` the engine
+creates for the run, never at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence as SequenceOf
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.errors import UnknownNameError
+from simulator.scheduling.sequence import Sequence
+from simulator.scheduling.state import ReplicaState
+
+
+@dataclass(slots=True)
+class RouterContext:
+    """Per-run router state: a counter and the seeded "routing" random stream."""
+
+    rng: np.random.Generator
+    counter: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+Router = Callable[[RouterContext, SequenceOf[ReplicaState], Sequence], int]
+
+
+def round_robin(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """Replicas in turn, whatever their load."""
+    index = ctx.counter % len(replicas)
+    ctx.counter += 1
+    return index
+
+
+def least_outstanding(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """The replica with the fewest requests waiting or running; ties go round-robin."""
+    loads = [r.num_outstanding for r in replicas]
+    low = min(loads)
+    tied = [i for i, load in enumerate(loads) if load == low]
+    index = tied[ctx.counter % len(tied)]
+    ctx.counter += 1
+    return index
+
+
+ROUTERS: dict[str, Router] = {
+    "round_robin": round_robin,
+    "least_outstanding": least_outstanding,
+}
+
+
+def get_router(name: str) -> Router:
+    """The router registered as ``name``; an unknown name lists the known ones."""
+    try:
+        return ROUTERS[name]
+    except KeyError:
+        raise UnknownNameError("scheduler.router", name, ROUTERS) from None
