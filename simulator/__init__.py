@@ -13,3 +13,39 @@ The package is layered; a module imports only from its own layer or below (see R
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from simulator.config import Scenario, ScenarioError
+from simulator.errors import ConfigError, DataFileError, DoesNotFitError, SimulatorError, UnknownNameError
+from simulator.hardware import HardwareProfile, list_hardware, load_hardware
+from simulator.metrics import SUMMARY_KEYS
+from simulator.model import ModelSpec, list_models, load_model, model_from_hf_config
+from simulator.resolve import ResolvedScenario, resolve
+from simulator.simulate import SimulationResult, simulate
+from simulator.workload import RequestTable, build_workload, list_traces, load_trace
+
+__all__ = [
+    "SUMMARY_KEYS",
+    "ConfigError",
+    "DataFileError",
+    "DoesNotFitError",
+    "HardwareProfile",
+    "ModelSpec",
+    "RequestTable",
+    "ResolvedScenario",
+    "Scenario",
+    "ScenarioError",
+    "SimulationResult",
+    "SimulatorError",
+    "UnknownNameError",
+    "__version__",
+    "build_workload",
+    "list_hardware",
+    "list_models",
+    "list_traces",
+    "load_hardware",
+    "load_model",
+    "load_trace",
+    "model_from_hf_config",
+    "resolve",
+    "simulate",
+]

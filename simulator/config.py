@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulator.errors import ConfigError, DataFileError, SimulatorError
 from simulator.precision import DType, KVDType
+from simulator.resources import default_scenario_path
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -221,6 +222,11 @@ class Scenario(BaseModel):
             raise DataFileError(path, "a scenario must be a YAML mapping of keys to values")
         data = _resolve_paths(data, path.resolve().parent)
         return cls.from_dict(data, overrides)
+
+    @classmethod
+    def default(cls, overrides: Mapping[str, Any] | None = None) -> Scenario:
+        """The embedded default: Llama-3.1-70B FP8 on 4x2 H100s, the Azure conversation trace at 16 rps."""
+        return cls.from_yaml(default_scenario_path(), overrides)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Scenario:

@@ -28,3 +28,8 @@ def model_catalog_dir() -> Path:
 def traces_dir() -> Path:
     """The folder of bundled request traces."""
     return _PACKAGE_DIR / "workload" / "traces"
+
+
+def default_scenario_path() -> Path:
+    """The embedded scenario ``trilemma run`` plays when given none."""
+    return _PACKAGE_DIR / "scenarios" / "default.yaml"
