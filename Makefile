@@ -32,8 +32,9 @@ unit: $(VENV)/.installed-dev
 
 test: lint typecheck unit
 
+# Speed and memory figures, printed (not asserted, not part of `make test`).
 bench: $(VENV)/.installed-dev
-	$(BIN)/pytest -m benchmark -s tests/benchmarks
+	$(BIN)/python tests/benchmarks/bench_engine.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -141,6 +141,7 @@ def run(
 def hardware_list() -> None:
     """The bundled hardware profiles, with their headline numbers."""
     table = Table("name", "accelerator", "HBM", "HBM bandwidth", "bf16 dense", "fp8 dense", "scale-up")
+    table.columns[0].no_wrap = True
     for name in list_hardware():
         hw = load_hardware(name)
         fp8 = hw.peak_flops_per_s.get("fp8")
@@ -166,6 +167,7 @@ def hardware_show(name: Annotated[str, typer.Argument(help="profile name or YAML
 def models_list() -> None:
     """The bundled model specs, with their parameter counts."""
     table = Table("name", "params", "layers", "hidden", "heads / kv heads", "context")
+    table.columns[0].no_wrap = True
     for name in list_models():
         m = load_model(name)
         table.add_row(
@@ -194,6 +196,7 @@ def models_show(
 def traces_list() -> None:
     """The bundled traces: requests, span, mean lengths."""
     table = Table("name", "requests", "span", "mean rate", "mean input", "mean output")
+    table.columns[0].no_wrap = True
     for name in list_traces():
         frame = load_trace(name)
         span_s = float(frame["arrival_s"].iloc[-1])

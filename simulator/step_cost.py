@@ -22,7 +22,8 @@ bytes from ``precision.kv_cache``. Activations are 2 bytes. The embedding and LM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from simulator.config import LayoutConfig, PrecisionConfig
 from simulator.hardware.profile import HardwareProfile
@@ -39,9 +40,12 @@ EMBEDDING_DTYPE = "bf16"
 ATTENTION_COMPUTE_DTYPE = "bf16"
 
 
-@dataclass(frozen=True, slots=True)
-class BatchShape:
-    """Aggregated token counts of one step (all the cost model needs)."""
+class BatchShape(NamedTuple):
+    """Aggregated token counts of one step (all the cost model needs).
+
+    A NamedTuple rather than a frozen dataclass: the engine builds one per simulated step, and a
+    tuple is built ~5x faster.
+    """
 
     num_prefill_tokens: int = 0  # prompt tokens computed this step, all chunks together
     num_prefill_seqs: int = 0  # sequences with a prefill chunk in this step
@@ -52,9 +56,8 @@ class BatchShape:
     num_logit_tokens: int = 0  # tokens that produce logits (decodes + prefills finishing their prompt)
 
 
-@dataclass(frozen=True, slots=True)
-class StepCost:
-    """What one step costs on a replica."""
+class StepCost(NamedTuple):
+    """What one step costs on a replica (a NamedTuple, built once per simulated step)."""
 
     time_s: float  # step wall time on the replica: ops + overheads + TP communication (no scheduler CPU time)
     compute_s: float  # the operator part
@@ -63,6 +66,7 @@ class StepCost:
     num_bytes: float  # HBM bytes moved, whole replica
 
 
+_TOKEN_OPS_CACHE_SIZE = 1 << 16
 ZERO_COST = StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
 
 # A token-linear op on one GPU: flops = a x T, bytes = b0 + b x T (T: tokens through the op).
@@ -133,6 +137,8 @@ class CostModel:
     _allreduce_s_per_token: float  # and per token of T x hidden x 2 bytes
     _gather_fixed_s: float
     _gather_s_per_logit: float
+    # Memo of _token_ops_time_s by token count: exact (a pure function of an int), bounded in size.
+    _token_ops_cache: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -184,24 +190,34 @@ class CostModel:
         if num_tokens <= 0:
             return ZERO_COST
         ovh = self.kernel_overhead_s
-        layer_s = 0.0
-        for compute_s_per_token, mem_fixed_s, mem_s_per_token in self._token_ops_s:
-            c = compute_s_per_token * num_tokens
-            m = mem_fixed_s + mem_s_per_token * num_tokens
-            layer_s += (c if c > m else m) + ovh
+        layer_s = self._token_ops_cache.get(num_tokens)
+        if layer_s is None:
+            layer_s = self._token_ops_time_s(num_tokens)
+            if len(self._token_ops_cache) < _TOKEN_OPS_CACHE_SIZE:
+                self._token_ops_cache[num_tokens] = layer_s
         flops = self._layer_flops_per_token * num_tokens
         nbytes = self._layer_bytes_fixed + self._layer_bytes_per_token * num_tokens
-        for new_tokens, pairs, kv_tokens in (
-            (shape.num_prefill_tokens, shape.prefill_attn_pairs, shape.prefill_kv_tokens),
-            (shape.num_decode_tokens, shape.decode_kv_tokens, shape.decode_kv_tokens),
-        ):
-            if new_tokens > 0:  # prefill and decode attention are separate kernels
-                f = self._attn_flops_per_pair * pairs
-                b = self._attn_q_o_bytes_per_token * new_tokens + self._attn_kv_bytes_per_token * kv_tokens
-                c, m = f * self._attn_flops_s, b * self._bytes_s
-                layer_s += (c if c > m else m) + ovh
-                flops += f
-                nbytes += b
+        # Prefill and decode attention are separate kernels, each at its own roofline.
+        if shape.num_prefill_tokens > 0:
+            f = self._attn_flops_per_pair * shape.prefill_attn_pairs
+            b = (
+                self._attn_q_o_bytes_per_token * shape.num_prefill_tokens
+                + self._attn_kv_bytes_per_token * shape.prefill_kv_tokens
+            )
+            c, m = f * self._attn_flops_s, b * self._bytes_s
+            layer_s += (c if c > m else m) + ovh
+            flops += f
+            nbytes += b
+        if shape.num_decode_tokens > 0:
+            f = self._attn_flops_per_pair * shape.decode_kv_tokens
+            b = (
+                self._attn_q_o_bytes_per_token * shape.num_decode_tokens
+                + self._attn_kv_bytes_per_token * shape.decode_kv_tokens
+            )
+            c, m = f * self._attn_flops_s, b * self._bytes_s
+            layer_s += (c if c > m else m) + ovh
+            flops += f
+            nbytes += b
         compute_s = layer_s * self.num_layers + 2.0 * ovh  # + embedding and final norm kernels
         flops *= self.num_layers
         nbytes *= self.num_layers
@@ -223,6 +239,16 @@ class CostModel:
         if self.tp > 1:
             comm_s += self._allreduce_fixed_s + self._allreduce_s_per_token * num_tokens
         return StepCost(compute_s + comm_s, compute_s, comm_s, flops * self.tp, nbytes * self.tp)
+
+    def _token_ops_time_s(self, num_tokens: int) -> float:
+        """One layer's token-linear ops (projections, MLP, norms) for ``num_tokens`` tokens, seconds."""
+        ovh = self.kernel_overhead_s
+        layer_s = 0.0
+        for compute_s_per_token, mem_fixed_s, mem_s_per_token in self._token_ops_s:
+            c = compute_s_per_token * num_tokens
+            m = mem_fixed_s + mem_s_per_token * num_tokens
+            layer_s += (c if c > m else m) + ovh
+        return layer_s
 
     def decode_step_time_s(self, batch_size: int, kv_len: int) -> float:
         """Seconds of one decode step of ``batch_size`` sequences that each read ``kv_len`` KV tokens."""

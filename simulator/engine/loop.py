@@ -108,7 +108,8 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     policy = resolved.policy
     cost_model = resolved.cost
     overhead_s = resolved.scenario.scheduler.step_overhead_s
-    steps, itl, kv = cluster.steps, cluster.itl, state.kv
+    itl, kv = cluster.itl, state.kv
+    log_step = cluster.steps.data.extend
     while True:
         if not state.has_work:
             wakeup = env.event()
@@ -123,16 +124,20 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
         cost = cost_model.step(plan.shape())
         start_s = env.now
         duration_s = cost.time_s + overhead_s
-        steps.replica.append(state.index)
-        steps.start_s.append(start_s)
-        steps.duration_s.append(duration_s)
-        steps.num_seqs.append(plan.num_seqs)
-        steps.num_prefill_tokens.append(plan.num_prefill_tokens)
-        steps.num_decode_tokens.append(plan.num_decode_tokens)
-        steps.num_preempted.append(len(plan.preempted))
-        steps.kv_used_blocks.append(kv.num_used_blocks)
-        steps.flops.append(cost.flops)
-        steps.num_bytes.append(cost.num_bytes)
+        log_step(
+            (
+                state.index,
+                start_s,
+                duration_s,
+                plan.num_seqs,
+                plan.num_prefill_tokens,
+                plan.num_decode_tokens,
+                len(plan.preempted),
+                kv.num_used_blocks,
+                cost.flops,
+                cost.num_bytes,
+            )
+        )  # in the order of records.STEP_COLUMNS
         yield env.timeout(duration_s)
         outcome = apply_step(state, plan, env.now)
         for gap_s, count in outcome.itl_groups:

@@ -47,24 +47,42 @@ class RequestLog:
         )
 
 
+STEP_COLUMNS = (
+    "replica",
+    "start_s",
+    "duration_s",
+    "num_seqs",
+    "num_prefill_tokens",
+    "num_decode_tokens",
+    "num_preempted",
+    "kv_used_blocks",
+    "flops",
+    "num_bytes",
+)
+_INT_STEP_COLUMNS = frozenset(STEP_COLUMNS) - {"start_s", "duration_s", "flops", "num_bytes"}
+
+
 @dataclass
 class StepLog:
-    """One row per replica step (appended by the engine)."""
+    """One row per replica step, row-major in one float64 array (one ``extend`` per step).
 
-    replica: array[int] = field(default_factory=lambda: array("i"))
-    start_s: array[float] = field(default_factory=lambda: array("d"))
-    duration_s: array[float] = field(default_factory=lambda: array("d"))
-    num_seqs: array[int] = field(default_factory=lambda: array("i"))
-    num_prefill_tokens: array[int] = field(default_factory=lambda: array("q"))
-    num_decode_tokens: array[int] = field(default_factory=lambda: array("i"))
-    num_preempted: array[int] = field(default_factory=lambda: array("i"))
-    kv_used_blocks: array[int] = field(default_factory=lambda: array("q"))
-    flops: array[float] = field(default_factory=lambda: array("d"))
-    num_bytes: array[float] = field(default_factory=lambda: array("d"))
+    Counts are stored as floats, exact below 2**53; ``columns()`` gives them back as int64.
+    """
+
+    data: array[float] = field(default_factory=lambda: array("d"))
+
+    def __len__(self) -> int:
+        return len(self.data) // len(STEP_COLUMNS)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as numpy (a strided view of the log)."""
+        table = np.frombuffer(self.data, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+        values = table[:, STEP_COLUMNS.index(name)]
+        return values.astype(np.int64) if name in _INT_STEP_COLUMNS else values
 
     def columns(self) -> dict[str, np.ndarray]:
         """The log as numpy columns (copies)."""
-        return {name: np.array(getattr(self, name)) for name in self.__dataclass_fields__}
+        return {name: np.array(self.column(name)) for name in STEP_COLUMNS}
 
 
 @dataclass

@@ -81,7 +81,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
     gaps = np.frombuffer(records.itl.gap_s, dtype=np.float64)
     counts = np.frombuffer(records.itl.count, dtype=np.int64)
     steps = records.steps
-    step_durations = np.frombuffer(steps.duration_s, dtype=np.float64)
+    step_durations = steps.column("duration_s")
     num_gpus = resolved.num_gpus
     hw = resolved.hardware
     peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
@@ -103,15 +103,12 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         "tpot_p99_s": _pct(tpot, 0.99),
         "e2e_p50_s": _pct(e2e, 0.50),
         "e2e_p99_s": _pct(e2e, 0.99),
-        "mean_batch_size": float(np.mean(np.frombuffer(steps.num_seqs, dtype=np.int32)))
-        if len(steps.num_seqs)
-        else 0.0,
+        "mean_batch_size": float(np.mean(steps.column("num_seqs"))) if len(steps) else 0.0,
         "gpu_busy_frac": float(step_durations.sum()) / capacity_s if capacity_s > 0 else 0.0,
-        "mfu_frac": float(np.sum(np.frombuffer(steps.flops, dtype=np.float64)))
-        / (peak_flops * num_gpus * duration_s)
+        "mfu_frac": float(np.sum(steps.column("flops"))) / (peak_flops * num_gpus * duration_s)
         if duration_s > 0
         else 0.0,
-        "mbu_frac": float(np.sum(np.frombuffer(steps.num_bytes, dtype=np.float64)))
+        "mbu_frac": float(np.sum(steps.column("num_bytes")))
         / (hw.hbm_bandwidth_bytes_per_s * num_gpus * duration_s)
         if duration_s > 0
         else 0.0,

@@ -37,10 +37,13 @@ class BatchPlan:
     @property
     def num_prefill_tokens(self) -> int:
         """Prompt tokens computed in this step."""
-        return sum(chunk for _, chunk in self.prefills)
+        return sum(chunk for _, chunk in self.prefills) if self.prefills else 0
 
     def shape(self) -> BatchShape:
         """Aggregated token counts the cost model prices."""
+        if not self.prefills:
+            n = self.num_decode_tokens
+            return BatchShape(0, 0, 0.0, 0, n, self.decode_kv_tokens, n)
         num_prefill_tokens = 0
         pairs = 0.0
         kv_read = 0

@@ -27,9 +27,12 @@ def vllm_policy(state: ReplicaState) -> BatchPlan:
     decodes one token, preempting the youngest by recomputation while blocks are short.
     A prompt longer than ``max_num_batched_tokens`` is admitted alone, in a step of its own.
     """
-    plan = _admit_prompts(state)
-    if plan.prefills:
-        return plan
+    if state.waiting:
+        plan = _admit_prompts(state)
+        if plan.prefills:
+            return plan
+    else:
+        plan = BatchPlan()
     return _decode_all(state, plan)
 
 

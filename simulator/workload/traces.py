@@ -3,7 +3,7 @@
 Two trace formats are read, told apart by the header (extra columns are ignored):
 
 * Azure LLM inference traces: ``TIMESTAMP,ContextTokens,GeneratedTokens`` with date-times such as
-  ``2023-11-16 18:15:46.6805900`` (ISO 8601; a time zone, if given, is honoured);
+  ``2023-11-16 18:15:46.6805900`` (ISO 8601; a time zone, if given, is honoured) or plain seconds;
 * our own: ``arrival_s,input_tokens,output_tokens`` with arrival times in seconds (any finite
   numbers; like Azure times they are shifted so the first request is at 0).
 
@@ -242,7 +242,12 @@ def _seconds(path: Path, series: pd.Series) -> np.ndarray:
 
 
 def _datetime_s(path: Path, series: pd.Series, origin_ns: list[int]) -> np.ndarray:
-    """Seconds since the file's first timestamp (``origin_ns`` holds it once the first chunk is read)."""
+    """Seconds since the file's first timestamp (``origin_ns`` holds it once the first chunk is read).
+
+    A TIMESTAMP column of plain numbers is read as seconds (as in ``arrival_s`` files)."""
+    numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isfinite(numeric).all():
+        return numeric
     stamps = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
     _first_bad(path, series, stamps.isna().to_numpy(), 2, "a date-time such as 2023-11-16 18:15:46.6805900")
     ns = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
