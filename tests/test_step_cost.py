@@ -6,8 +6,6 @@ Speed: ``CostModel.step`` takes about 3-4 us per call on a laptop-class CPU (run
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from _models import h100, h200_like, llama_8b, llama_70b
 
@@ -161,15 +159,3 @@ def test_chunked_prefill_costs_more_than_one_pass() -> None:
 def test_invalid_layout_is_rejected_at_build() -> None:
     with pytest.raises(ConfigError, match=r"layout\.tp"):
         CostModel.build(llama_8b(), h100(), BF16, LayoutConfig(tp=6))
-
-
-@pytest.mark.benchmark
-def test_step_speed() -> None:
-    cm = CostModel.build(llama_70b(), h100(), BF16, LayoutConfig(tp=4))
-    shape = BatchShape(512, 1, causal_pairs(512, 1000), 1512, 100, 100_000, 101)
-    num_calls = 100_000
-    start = time.perf_counter()
-    for _ in range(num_calls):
-        cm.step(shape)
-    per_call_us = (time.perf_counter() - start) / num_calls * 1e6
-    print(f"\nCostModel.step: {per_call_us:.2f} us per call")

@@ -62,8 +62,6 @@ class _Cluster:
         if reason:
             log.status[request_id] = STATUS_REJECTED
             log.reject_reason[request_id] = reason
-            if self.closed_loop:
-                self.issue_next()
             return
         seq = Sequence(request_id, now, int(log.input_tokens[request_id]), int(log.output_tokens[request_id]))
         index = self.resolved.router(self.router_ctx, self.replicas, seq)
@@ -74,10 +72,14 @@ class _Cluster:
             wakeup.succeed()
 
     def issue_next(self) -> None:
-        """Closed loop: a client whose request ended sends its next one."""
-        if self.next_request < len(self.log.arrival_s):
+        """Closed loop: a client whose request ended sends its next one (again at once if rejected)."""
+        status = self.log.status
+        while self.next_request < len(status):
+            request_id = self.next_request
             self.next_request += 1
-            self.submit(self.next_request - 1)
+            self.submit(request_id)
+            if status[request_id] != STATUS_REJECTED:
+                return
 
     def finish(self, seq: Sequence) -> None:
         """Record a finished request (and, in the closed loop, issue the next)."""

@@ -73,7 +73,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
     start_s = float(issued.min()) if issued.size else 0.0
     end_s = float(np.nanmax(log.finish_s)) if num_done else start_s
     duration_s = max(end_s - start_s, 0.0)
-    per_s = 1.0 / duration_s if duration_s > 0 else float("nan")
+    per_s = 1.0 / duration_s if duration_s > 0 else 0.0  # nothing completed: zero throughput
     ttft = (log.first_token_s - log.arrival_s)[done]
     e2e = (log.finish_s - log.arrival_s)[done]
     multi = done & (log.output_tokens > 1)

@@ -48,5 +48,6 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
 
 def steps_frame(records: RunRecords) -> pd.DataFrame:
     """One row per replica step: replica, start_s, duration_s, num_seqs, num_prefill_tokens,
-    num_decode_tokens, num_preempted, kv_used_blocks (before the step), flops, num_bytes."""
+    num_decode_tokens, num_preempted, kv_used_blocks (held during the step, after the policy allocated
+    its blocks), flops, num_bytes."""
     return pd.DataFrame(records.steps.columns())

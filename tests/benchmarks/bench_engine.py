@@ -19,7 +19,8 @@ import time
 
 import simpy
 
-from simulator import Scenario, simulate
+from simulator import Scenario, resolve, simulate
+from simulator.step_cost import BatchShape
 
 
 def bare_simpy_events_per_s(num_events: int) -> float:
@@ -34,6 +35,17 @@ def bare_simpy_events_per_s(num_events: int) -> float:
     start = time.perf_counter()
     env.run()
     return num_events / (time.perf_counter() - start)
+
+
+def cost_step_us(scenario: Scenario) -> float:
+    """Wall microseconds per CostModel.step call on a mixed prefill + decode shape."""
+    cost = resolve(scenario).cost
+    shape = BatchShape(512, 1, 512 * 1000 + 512 * 513 / 2, 1512, 100, 100_000, 101)
+    num_calls = 100_000
+    start = time.perf_counter()
+    for _ in range(num_calls):
+        cost.step(shape)
+    return (time.perf_counter() - start) / num_calls * 1e6
 
 
 def main() -> None:
