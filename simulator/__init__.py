@@ -14,13 +14,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from simulator.config import Scenario, ScenarioError
+from simulator.config import Scenario
 from simulator.errors import ConfigError, DataFileError, DoesNotFitError, SimulatorError, UnknownNameError
 from simulator.hardware import HardwareProfile, list_hardware, load_hardware
 from simulator.metrics import SUMMARY_KEYS
 from simulator.model import ModelSpec, list_models, load_model, model_from_hf_config
 from simulator.resolve import ResolvedScenario, resolve
 from simulator.simulate import SimulationResult, simulate
+from simulator.validation import ScenarioError
 from simulator.workload import RequestTable, build_workload, list_traces, load_trace
 
 __all__ = [

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simulator.errors import ConfigError, DataFileError, SimulatorError
+from simulator.errors import ConfigError, DataFileError
 from simulator.precision import DType, KVDType
 from simulator.resources import default_scenario_path
+from simulator.validation import ScenarioError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -237,7 +238,7 @@ class Scenario(BaseModel):
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
-            raise ScenarioError(exc) from None
+            raise ScenarioError(exc, cls) from None
 
     def with_updates(self, updates: Mapping[str, Any]) -> Scenario:
         """A copy with dotted keys replaced, validated again: ``s.with_updates({"layout.tp": 4})``."""
@@ -246,71 +247,6 @@ class Scenario(BaseModel):
     def to_yaml(self) -> str:
         """The resolved scenario as YAML (written next to every result)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-class ScenarioError(ConfigError):
-    """A scenario that does not validate: every problem with its dotted key, value and what is valid."""
-
-    def __init__(self, exc: ValidationError) -> None:
-        problems: list[str] = []
-        for err in exc.errors():
-            loc = _plain_loc(err["loc"])
-            if _is_other_union_branch(err):
-                continue
-            key = ".".join(loc) or "scenario"
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(_known_keys(loc[:-1]))
-                problems.append(f"{key} is not a scenario key (valid keys here: {known})")
-            else:
-                msg = str(err["msg"]).removeprefix("Value error, ")
-                problem = f"{key} = {err.get('input')!r} is not valid: {msg}"
-                if problem not in problems:
-                    problems.append(problem)
-        errors = exc.errors()
-        self.field = ".".join(_plain_loc(errors[0]["loc"])) if errors else "scenario"
-        self.value = errors[0].get("input") if errors else None
-        self.allowed = "; ".join(problems)
-        self.problems = problems
-        SimulatorError.__init__(self, "invalid scenario: " + "; ".join(problems))
-
-
-def _plain_loc(loc: tuple[int | str, ...]) -> tuple[str, ...]:
-    """A pydantic error location without list indices and union-branch labels (user-facing keys)."""
-    out: list[str] = []
-    skip_tag = False
-    for part in loc:
-        text = str(part)
-        if skip_tag:
-            skip_tag = False
-            continue
-        if text.startswith("tagged-union["):
-            skip_tag = True  # the next part is the discriminator value, not a key
-            continue
-        if isinstance(part, int) or "[" in text or text in ("constrained-int", "int"):
-            continue
-        out.append(text)
-    return tuple(out)
-
-
-def _is_other_union_branch(err: Any) -> bool:
-    """An int-or-mapping field reports both branches' errors; keep the one matching the input's type."""
-    labels = [str(x) for x in err["loc"]]
-    value = err.get("input")
-    if isinstance(value, dict) and "constrained-int" in labels:
-        return True
-    return not isinstance(value, dict) and any(x.startswith("tagged-union[") for x in labels)
-
-
-def _known_keys(loc: tuple[str, ...]) -> list[str]:
-    """Field names of the config group at dotted location ``loc`` (for 'unknown key' messages)."""
-    model: type[BaseModel] = Scenario
-    for part in loc:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
 
 
 def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:

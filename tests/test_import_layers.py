@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "simulator.rng": 0,
     "simulator.resources": 0,
     "simulator.config": 1,
+    "simulator.validation": 1,
     "simulator.hardware": 1,  # the package's __init__ re-exports the profile only
     "simulator.hardware.profile": 1,
     "simulator.model": 1,
