@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simulator.errors import ConfigError, DataFileError
+from simulator.datafiles import read_yaml_mapping
+from simulator.errors import ConfigError
 from simulator.precision import DType, KVDType
 from simulator.resources import default_scenario_path
 from simulator.validation import ScenarioError
@@ -209,18 +210,9 @@ class Scenario(BaseModel):
     def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
         """Load a scenario file; relative paths inside it resolve against the file's folder."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError("scenario", str(path), f"cannot be read ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataFileError(path, f"not valid YAML: {exc}") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise DataFileError(path, "a scenario must be a YAML mapping of keys to values")
+        if not path.is_file():
+            raise ConfigError("scenario", str(path), "no such file; give the path of a scenario YAML")
+        data = read_yaml_mapping(path, "a scenario")
         data = _resolve_paths(data, path.resolve().parent)
         return cls.from_dict(data, overrides)
 

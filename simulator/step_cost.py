@@ -198,26 +198,17 @@ class CostModel:
         flops = self._layer_flops_per_token * num_tokens
         nbytes = self._layer_bytes_fixed + self._layer_bytes_per_token * num_tokens
         # Prefill and decode attention are separate kernels, each at its own roofline.
-        if shape.num_prefill_tokens > 0:
-            f = self._attn_flops_per_pair * shape.prefill_attn_pairs
-            b = (
-                self._attn_q_o_bytes_per_token * shape.num_prefill_tokens
-                + self._attn_kv_bytes_per_token * shape.prefill_kv_tokens
-            )
-            c, m = f * self._attn_flops_s, b * self._bytes_s
-            layer_s += (c if c > m else m) + ovh
-            flops += f
-            nbytes += b
-        if shape.num_decode_tokens > 0:
-            f = self._attn_flops_per_pair * shape.decode_kv_tokens
-            b = (
-                self._attn_q_o_bytes_per_token * shape.num_decode_tokens
-                + self._attn_kv_bytes_per_token * shape.decode_kv_tokens
-            )
-            c, m = f * self._attn_flops_s, b * self._bytes_s
-            layer_s += (c if c > m else m) + ovh
-            flops += f
-            nbytes += b
+        for new_tokens, pairs, kv_tokens in (
+            (shape.num_prefill_tokens, shape.prefill_attn_pairs, shape.prefill_kv_tokens),
+            (shape.num_decode_tokens, shape.decode_kv_tokens, shape.decode_kv_tokens),
+        ):
+            if new_tokens > 0:
+                f = self._attn_flops_per_pair * pairs
+                b = self._attn_q_o_bytes_per_token * new_tokens + self._attn_kv_bytes_per_token * kv_tokens
+                c, m = f * self._attn_flops_s, b * self._bytes_s
+                layer_s += (c if c > m else m) + ovh
+                flops += f
+                nbytes += b
         compute_s = layer_s * self.num_layers + 2.0 * ovh  # + embedding and final norm kernels
         flops *= self.num_layers
         nbytes *= self.num_layers

@@ -1,54 +1,24 @@
-"""Model specs the cost-model tests build directly (numbers from the Hugging Face config.json files)."""
+"""The models and hardware the cost-model tests use: catalog entries and H100 variants."""
 
 from __future__ import annotations
 
 from simulator.hardware.profile import HardwareProfile, load_hardware
-from simulator.model.spec import ModelSpec
+from simulator.model import ModelSpec, load_model
 
 
 def llama_8b() -> ModelSpec:
-    """meta-llama/Llama-3.1-8B."""
-    return ModelSpec(
-        name="llama-3.1-8b",
-        num_layers=32,
-        hidden_size=4096,
-        num_attention_heads=32,
-        num_kv_heads=8,
-        head_dim=128,
-        intermediate_size=14336,
-        vocab_size=128256,
-        max_position_embeddings=131072,
-    )
+    """meta-llama/Llama-3.1-8B (the catalog spec; its numbers are checked against config.json)."""
+    return load_model("llama-3.1-8b")
 
 
 def llama_70b() -> ModelSpec:
     """meta-llama/Llama-3.1-70B."""
-    return ModelSpec(
-        name="llama-3.1-70b",
-        num_layers=80,
-        hidden_size=8192,
-        num_attention_heads=64,
-        num_kv_heads=8,
-        head_dim=128,
-        intermediate_size=28672,
-        vocab_size=128256,
-        max_position_embeddings=131072,
-    )
+    return load_model("llama-3.1-70b")
 
 
 def llama_405b() -> ModelSpec:
     """meta-llama/Llama-3.1-405B."""
-    return ModelSpec(
-        name="llama-3.1-405b",
-        num_layers=126,
-        hidden_size=16384,
-        num_attention_heads=128,
-        num_kv_heads=8,
-        head_dim=128,
-        intermediate_size=53248,
-        vocab_size=128256,
-        max_position_embeddings=131072,
-    )
+    return load_model("llama-3.1-405b")
 
 
 def h100() -> HardwareProfile:

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "simulator.precision": 0,
     "simulator.rng": 0,
     "simulator.resources": 0,
+    "simulator.datafiles": 0,
     "simulator.config": 1,
     "simulator.validation": 1,
     "simulator.hardware": 1,  # the package's __init__ re-exports the profile only

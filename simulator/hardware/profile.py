@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.errors import ConfigError, DataFileError, UnknownNameError, describe_validation_error
+from simulator.datafiles import read_yaml_mapping, validate_file_data
+from simulator.errors import ConfigError, UnknownNameError
 from simulator.resources import hardware_profiles_dir
 
 ScaleUpTopology = Literal["switch", "full_mesh"]
@@ -112,13 +112,4 @@ def load_hardware(name_or_path: str | Path) -> HardwareProfile:
             raise UnknownNameError("hardware", str(name_or_path), list_hardware())
     if not path.is_file():
         raise ConfigError("hardware", str(name_or_path), "no such file; give a profile name or a YAML path")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataFileError(path, f"not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise DataFileError(path, "a hardware profile must be a YAML mapping")
-    try:
-        return HardwareProfile.model_validate(data)
-    except ValidationError as exc:
-        raise DataFileError(path, describe_validation_error(exc)) from None
+    return validate_file_data(HardwareProfile, read_yaml_mapping(path, "a hardware profile"), path)

@@ -33,16 +33,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from simulator.datafiles import read_text_bounded, read_yaml_mapping, validate_file_data
 from simulator.errors import ConfigError, DataFileError, UnknownNameError, describe_validation_error
 from simulator.model.spec import ModelSpec
 from simulator.resources import model_catalog_dir
-from simulator.units import MiB
 
 # A model config or spec is a few kB; refuse anything far larger before reading it.
-MAX_MODEL_FILE_BYTES = 4 * MiB
 
 _MOE = "Mixture-of-Experts (MoE)"
 _MLA = "multi-head latent attention (MLA)"
@@ -217,19 +215,9 @@ def _optional_bool(config: Mapping[str, Any], key: str, default: bool, where: st
     return value
 
 
-def _read_bounded(path: Path) -> str:
-    size = path.stat().st_size
-    if size > MAX_MODEL_FILE_BYTES:
-        raise DataFileError(path, f"file is {size} bytes; a model file must be under {MAX_MODEL_FILE_BYTES}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataFileError(path, f"not UTF-8 text: {exc}") from None
-
-
 def _load_hf_config_file(path: Path) -> ModelSpec:
     try:
-        data = json.loads(_read_bounded(path))
+        data = json.loads(read_text_bounded(path))
     except json.JSONDecodeError as exc:
         raise DataFileError(path, f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -253,13 +241,4 @@ def _name_from_config_path(path: Path) -> str:
 
 
 def _load_spec_file(path: Path) -> ModelSpec:
-    try:
-        data = yaml.safe_load(_read_bounded(path))
-    except yaml.YAMLError as exc:
-        raise DataFileError(path, f"not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise DataFileError(path, "a model spec must be a YAML mapping")
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as exc:
-        raise DataFileError(path, describe_validation_error(exc)) from None
+    return validate_file_data(ModelSpec, read_yaml_mapping(path, "a model spec"), path)
