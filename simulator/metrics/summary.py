@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine.records import STATUS_FINISHED, STATUS_REJECTED, RunRecords
+from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
 from simulator.resolve import ResolvedScenario
 
 SUMMARY_KEYS = (
@@ -69,24 +69,12 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
     log = records.requests
     done = log.status == STATUS_FINISHED
     num_done = int(done.sum())
-    issued = log.arrival_s[(log.status != 0) | done]
+    issued = log.arrival_s[log.status != STATUS_PENDING]
     start_s = float(issued.min()) if issued.size else 0.0
     end_s = float(np.nanmax(log.finish_s)) if num_done else start_s
     duration_s = max(end_s - start_s, 0.0)
     per_s = 1.0 / duration_s if duration_s > 0 else 0.0  # nothing completed: zero throughput
-    ttft = (log.first_token_s - log.arrival_s)[done]
-    e2e = (log.finish_s - log.arrival_s)[done]
-    multi = done & (log.output_tokens > 1)
-    tpot = (log.finish_s - log.first_token_s)[multi] / (log.output_tokens[multi] - 1)
-    gaps = np.frombuffer(records.itl.gap_s, dtype=np.float64)
-    counts = np.frombuffer(records.itl.count, dtype=np.int64)
-    steps = records.steps
-    step_durations = steps.column("duration_s")
-    num_gpus = resolved.num_gpus
-    hw = resolved.hardware
-    peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
-    capacity_s = duration_s * records.num_replicas
-    summary: dict[str, Any] = {
+    return {
         "num_requests": len(log.arrival_s),
         "num_completed": num_done,
         "num_rejected": int((log.status == STATUS_REJECTED).sum()),
@@ -94,6 +82,22 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         "request_throughput_rps": num_done * per_s,
         "output_throughput_tok_s": float(log.output_tokens[done].sum()) * per_s,
         "input_throughput_tok_s": float(log.input_tokens[done].sum()) * per_s,
+        **_latencies(records, done),
+        **_utilization(resolved, records, duration_s),
+        "num_preemptions": int(log.num_preemptions.sum()),
+    }
+
+
+def _latencies(records: RunRecords, done: np.ndarray) -> dict[str, float]:
+    """TTFT, ITL, TPOT and E2E percentiles (and means) over the finished requests."""
+    log = records.requests
+    ttft = (log.first_token_s - log.arrival_s)[done]
+    e2e = (log.finish_s - log.arrival_s)[done]
+    multi = done & (log.output_tokens > 1)
+    tpot = (log.finish_s - log.first_token_s)[multi] / (log.output_tokens[multi] - 1)
+    gaps = np.frombuffer(records.itl.gap_s, dtype=np.float64)
+    counts = np.frombuffer(records.itl.count, dtype=np.int64)
+    return {
         "ttft_p50_s": _pct(ttft, 0.50),
         "ttft_p90_s": _pct(ttft, 0.90),
         "ttft_p99_s": _pct(ttft, 0.99),
@@ -103,22 +107,28 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         "tpot_p99_s": _pct(tpot, 0.99),
         "e2e_p50_s": _pct(e2e, 0.50),
         "e2e_p99_s": _pct(e2e, 0.99),
-        "mean_batch_size": float(np.mean(steps.column("num_seqs"))) if len(steps) else 0.0,
-        "gpu_busy_frac": float(step_durations.sum()) / capacity_s if capacity_s > 0 else 0.0,
-        "mfu_frac": float(np.sum(steps.column("flops"))) / (peak_flops * num_gpus * duration_s)
-        if duration_s > 0
-        else 0.0,
-        "mbu_frac": float(np.sum(steps.column("num_bytes")))
-        / (hw.hbm_bandwidth_bytes_per_s * num_gpus * duration_s)
-        if duration_s > 0
-        else 0.0,
-        "kv_peak_frac": max(records.kv_peak_used_blocks) / records.num_kv_blocks,
-        "num_preemptions": int(log.num_preemptions.sum()),
-        # extras beyond the contract
-        "num_steps": len(step_durations),
-        "num_gpus": num_gpus,
-        "num_kv_blocks_per_replica": records.num_kv_blocks,
         "ttft_mean_s": float(np.mean(ttft)) if ttft.size else float("nan"),
         "e2e_mean_s": float(np.mean(e2e)) if e2e.size else float("nan"),
     }
-    return summary
+
+
+def _utilization(resolved: ResolvedScenario, records: RunRecords, duration_s: float) -> dict[str, Any]:
+    """Batch size, busy time, MFU/MBU against the cluster's peak, KV occupancy."""
+    steps = records.steps
+    num_gpus = resolved.num_gpus
+    hw = resolved.hardware
+    gpu_s = num_gpus * duration_s
+    busy_s = float(steps.column("duration_s").sum())
+    peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
+    return {
+        "mean_batch_size": float(np.mean(steps.column("num_seqs"))) if len(steps) else 0.0,
+        "gpu_busy_frac": busy_s / (duration_s * records.num_replicas) if duration_s > 0 else 0.0,
+        "mfu_frac": float(steps.column("flops").sum()) / (peak_flops * gpu_s) if gpu_s > 0 else 0.0,
+        "mbu_frac": float(steps.column("num_bytes").sum()) / (hw.hbm_bandwidth_bytes_per_s * gpu_s)
+        if gpu_s > 0
+        else 0.0,
+        "kv_peak_frac": max(records.kv_peak_used_blocks) / records.num_kv_blocks,
+        "num_steps": len(steps),
+        "num_gpus": num_gpus,
+        "num_kv_blocks_per_replica": records.num_kv_blocks,
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +24,6 @@ class RouterContext:
 
     rng: np.random.Generator
     counter: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 Router = Callable[[RouterContext, SequenceOf[ReplicaState], Sequence], int]

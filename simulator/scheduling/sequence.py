@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 
 class SeqStatus(enum.Enum):
-    """Where a sequence is in its life."""
+    """Where a sequence is in its life (a rejected request never becomes a Sequence)."""
 
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
-    REJECTED = "rejected"
 
 
 @dataclass(slots=True, eq=False)
@@ -42,7 +41,6 @@ class Sequence:
     last_token_s: float = float("nan")
     finish_s: float = float("nan")
     num_preemptions: int = 0
-    reject_reason: str = ""
     # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
     # to date, the step it joined at, and the step at which it will have all its output tokens.
     sync_step: int = 0
