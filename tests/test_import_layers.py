@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
     "simulator.simulate": 5,
     "simulator.capacity": 5,
     "simulator.sweep": 6,
-    "simulator.cli": 6,
+    "simulator.cli.*": 6,
 }
 EXEMPT = {"simulator"}  # the curated public API re-exports every layer
 

@@ -82,6 +82,7 @@ def main() -> None:
         f"baseline      : {baseline:,.0f} bare SimPy timeouts/s -> engine at "
         f"{num_events / wall_s / baseline:.0%} of bare SimPy"
     )
+    print(f"cost model    : {cost_step_us(scenario):.2f} us per CostModel.step (mixed prefill + decode)")
     print(
         f"peak memory   : {rss_after_kib / 1024:,.0f} MiB max RSS "
         f"(+{(rss_after_kib - rss_before_kib) / 1024:,.0f} MiB during the run)"

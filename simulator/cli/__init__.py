@@ -1,0 +1,44 @@
+"""The ``trilemma`` command (layer L6): the only package that reads argv and writes result files.
+
+Commands live in one module each (``run``, ``catalogs``) and register on the shared typer ``app``.
+Every SimulatorError is printed as one paragraph (field, value, what is valid) with exit code 2 and
+no traceback; see ``main``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.text import Text
+
+from simulator.cli import catalogs, run
+from simulator.cli.app import EXIT_BAD_INPUT, app, parse_overrides
+from simulator.errors import SimulatorError
+
+__all__ = ["app", "catalogs", "main", "parse_overrides", "run"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; a SimulatorError becomes one paragraph on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SimulatorError as exc:
+        message = Text("error: ", style="bold red") + Text(str(exc))
+        Console(stderr=True, soft_wrap=True).print(message, highlight=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click's usage errors and aborts carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            raise
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
