@@ -181,6 +181,11 @@ class SchedulerConfig(BaseModel):
     max_model_len: int | None = Field(
         None, ge=1, description="longest prompt+output accepted (default: the model's context length)"
     )
+    fast_mode: bool = Field(
+        True,
+        description="price runs of identical decode steps at once (same results as false, which runs "
+        "one event per step)",
+    )
 
 
 class SLOConfig(BaseModel):
@@ -190,6 +195,9 @@ class SLOConfig(BaseModel):
     ttft_p99_s: float | None = Field(None, gt=0)
     itl_p99_s: float | None = Field(None, gt=0)
     e2e_p99_s: float | None = Field(None, gt=0)
+    goodput_frac: float | None = Field(
+        None, gt=0, le=1, description="fraction of requests that must meet every per-request target"
+    )
 
 
 class Scenario(BaseModel):

@@ -8,11 +8,15 @@ times; the closed loop (``arrival = concurrency``) issues the next request when 
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Generator
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL, EventPriority
 
+from simulator.engine.decode_run import DecodeRun, apply_decode_run, plan_decode_run
 from simulator.engine.records import (
     STATUS_FINISHED,
     STATUS_REJECTED,
@@ -25,6 +29,7 @@ from simulator.errors import SimulatorError
 from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario, rejection_reasons
 from simulator.rng import stream
+from simulator.scheduling.policies import DECODE_RUN_POLICIES
 from simulator.scheduling.routers import RouterContext
 from simulator.scheduling.sequence import SeqStatus, Sequence
 from simulator.scheduling.state import ReplicaLimits, ReplicaState, apply_step
@@ -50,6 +55,8 @@ class _Cluster:
         self.steps = StepLog()
         self.itl = ItlLog()
         self.closed_loop = requests.closed_loop_clients is not None
+        # Open loop: when the next request is due (inf when none is); the closed loop cannot know.
+        self.next_arrival_s = math.inf
         self.next_request = 0
 
     def submit(self, request_id: int) -> None:
@@ -99,17 +106,49 @@ def _arrivals(cluster: _Cluster, requests: RequestTable) -> Generator[simpy.Even
     env = cluster.env
     for request_id, arrival_s in enumerate(requests.arrival_s.tolist()):
         if arrival_s > env.now:
+            cluster.next_arrival_s = arrival_s
             yield env.timeout(arrival_s - env.now)
         cluster.submit(request_id)
+    cluster.next_arrival_s = math.inf
+
+
+class _Late(simpy.Event):
+    """An event due now that fires after every ordinary event due at the same instant.
+
+    A replica plans its next step in one of these, so a request that arrives (or is submitted by a
+    finishing request) at the very instant a step ends is seen by that plan, whatever order SimPy
+    happens to process same-time events in. Built like ``simpy.Timeout(env, 0)``, at a lower priority.
+    """
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, _LATE)
+
+
+_LATE = EventPriority(NORMAL + 1)
+
+
+def _timeout_at(env: simpy.Environment, when_s: float) -> simpy.Timeout:
+    """A timeout that fires at exactly ``when_s`` (now + (when - now) can miss it by an ulp)."""
+    delay_s = when_s - env.now
+    while env.now + delay_s < when_s:
+        delay_s = math.nextafter(delay_s, math.inf)
+    while delay_s > 0 and env.now + delay_s > when_s:
+        delay_s = math.nextafter(delay_s, 0.0)
+    return env.timeout(delay_s)
 
 
 def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, Any, None]:
     """Step the replica while it has work; sleep until a request arrives when it has none."""
     env = cluster.env
     resolved = cluster.resolved
+    sched = resolved.scenario.scheduler
     policy = resolved.policy
     cost_model = resolved.cost
-    overhead_s = resolved.scenario.scheduler.step_overhead_s
+    overhead_s = sched.step_overhead_s
+    decode_runs = sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
     itl, kv = cluster.itl, state.kv
     log_step = cluster.steps.data.extend
     while True:
@@ -117,19 +156,24 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             wakeup = env.event()
             cluster.wakeups[state.index] = wakeup
             yield wakeup
+        yield _Late(env)
         plan = policy(state)
         if plan.is_empty:
             raise SimulatorError(
-                f"replica {state.index}: policy {resolved.scenario.scheduler.policy!r} planned an empty "
-                f"step with {len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
+                f"replica {state.index}: policy {sched.policy!r} planned an empty step with "
+                f"{len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
             )
+        if decode_runs and plan.decode and not plan.prefills and not plan.preempted:
+            run = plan_decode_run(state, cost_model, overhead_s, env.now, cluster.next_arrival_s)
+            if run is not None:
+                yield from _decode_run(cluster, state, run)
+                continue
         cost = cost_model.step(plan.shape())
-        start_s = env.now
         duration_s = cost.time_s + overhead_s
         log_step(
             (
                 state.index,
-                start_s,
+                env.now,
                 duration_s,
                 plan.num_seqs,
                 plan.num_prefill_tokens,
@@ -147,6 +191,22 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             itl.count.append(count)
         for seq in outcome.finished:
             cluster.finish(seq)
+
+
+def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Generator[simpy.Event, Any, None]:
+    """Wait for the run's end, or for a request routed here; apply the steps that ended by then."""
+    env = cluster.env
+    arrival = env.event()
+    cluster.wakeups[state.index] = arrival
+    yield _timeout_at(env, run.end_s[-1]) | arrival
+    num_steps = len(run.end_s)
+    if arrival.triggered:  # the step in progress at the arrival is the run's last
+        num_steps = bisect.bisect_left(run.end_s, env.now) + 1
+        yield _timeout_at(env, run.end_s[num_steps - 1])
+    else:
+        cluster.wakeups[state.index] = None
+    for seq in apply_decode_run(state, run, num_steps, cluster.steps, cluster.itl):
+        cluster.finish(seq)
 
 
 def run_engine(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:

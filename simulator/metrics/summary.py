@@ -15,6 +15,7 @@ Definitions (every latency in seconds):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -118,13 +119,14 @@ def _utilization(resolved: ResolvedScenario, records: RunRecords, duration_s: fl
     num_gpus = resolved.num_gpus
     hw = resolved.hardware
     gpu_s = num_gpus * duration_s
-    busy_s = float(steps.column("duration_s").sum())
+    # math.fsum: exact, so the figures do not depend on the order the engine logged steps in.
+    busy_s = math.fsum(steps.column("duration_s"))
     peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
     return {
         "mean_batch_size": float(np.mean(steps.column("num_seqs"))) if len(steps) else 0.0,
         "gpu_busy_frac": busy_s / (duration_s * records.num_replicas) if duration_s > 0 else 0.0,
-        "mfu_frac": float(steps.column("flops").sum()) / (peak_flops * gpu_s) if gpu_s > 0 else 0.0,
-        "mbu_frac": float(steps.column("num_bytes").sum()) / (hw.hbm_bandwidth_bytes_per_s * gpu_s)
+        "mfu_frac": math.fsum(steps.column("flops")) / (peak_flops * gpu_s) if gpu_s > 0 else 0.0,
+        "mbu_frac": math.fsum(steps.column("num_bytes")) / (hw.hbm_bandwidth_bytes_per_s * gpu_s)
         if gpu_s > 0
         else 0.0,
         "kv_peak_frac": max(records.kv_peak_used_blocks) / records.num_kv_blocks,

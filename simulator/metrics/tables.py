@@ -50,4 +50,6 @@ def steps_frame(records: RunRecords) -> pd.DataFrame:
     """One row per replica step: replica, start_s, duration_s, num_seqs, num_prefill_tokens,
     num_decode_tokens, num_preempted, kv_used_blocks (held during the step, after the policy allocated
     its blocks), flops, num_bytes."""
-    return pd.DataFrame(records.steps.columns())
+    frame = pd.DataFrame(records.steps.columns())
+    # The engine logs a run of decode steps when the run ends: order rows by time, then replica.
+    return frame.sort_values(["start_s", "replica"], kind="stable", ignore_index=True)

@@ -62,11 +62,25 @@ class DecodeSet:
 
     def num_new_blocks(self) -> int:
         """KV blocks the members need, together, to compute the next step."""
-        return self._hist[(1 - self.step) % self.block_size]
+        return self.num_new_blocks_at(self.step)
 
     def youngest(self) -> Sequence:
         """The member that joined last."""
         return next(reversed(self.members))
+
+    def next_finish_step(self) -> int | None:
+        """The step at whose end the next member finishes (stale heap entries are dropped)."""
+        heap = self._finish_heap
+        while heap:
+            finish_step, _, seq = heap[0]
+            if seq in self.members and seq.finish_step == finish_step:
+                return finish_step
+            heapq.heappop(heap)
+        return None
+
+    def num_new_blocks_at(self, step: int) -> int:
+        """KV blocks the current members need together to compute decode step ``step`` (>= self.step)."""
+        return self._hist[(1 - step) % self.block_size]
 
     def sync(self, seq: Sequence) -> None:
         """Bring a member's counters up to the current step."""

@@ -79,6 +79,12 @@ REPLICA_POLICIES: dict[str, ReplicaPolicy] = {
 }
 
 
+# Policies whose decode-only plan repeats unchanged until a member finishes, KV blocks run short or a
+# request arrives: while decoding, nothing they look at can unblock a waiting prompt (free blocks only
+# shrink, sequence slots stay taken). The engine may price such runs of decode steps at once.
+DECODE_RUN_POLICIES = frozenset({"vllm"})
+
+
 def get_replica_policy(name: str) -> ReplicaPolicy:
     """The policy registered as ``name``; an unknown name lists the known ones."""
     try:

@@ -1,0 +1,93 @@
+"""Fast mode (runs of decode steps priced at once) gives exactly the step-by-step engine's records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator import Scenario, simulate
+from simulator.metrics import SUMMARY_KEYS
+
+
+def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
+    step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
+    fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
+    return step, fast
+
+
+def _assert_identical(step: Any, fast: Any) -> None:
+    pd.testing.assert_frame_equal(step.requests, fast.requests)
+    pd.testing.assert_frame_equal(step.steps, fast.steps)
+    s, f = step.summary(), fast.summary()
+    for key in SUMMARY_KEYS:
+        assert s[key] == f[key] or (s[key] != s[key] and f[key] != f[key]), key
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"arrival": "trace", "trace": "azure-conv-2023", "num_requests": 300, "rate_per_s": 3.0},
+        {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
+        {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
+        {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
+    ],
+)
+def test_fast_mode_equals_step_mode(workload: dict[str, Any]) -> None:
+    data = {"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload}
+    step, fast = _both_modes(data)
+    _assert_identical(step, fast)
+
+
+def test_fast_mode_equals_step_mode_under_kv_pressure() -> None:
+    # A pool small enough that decode runs end on block shortage and preemptions happen.
+    data = {
+        "model": "llama-3.1-8b",
+        "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8},
+        "workload": {"arrival": "burst", "num_requests": 40, "input_tokens": 900, "output_tokens": 400},
+    }
+    step, fast = _both_modes(data)
+    assert step.summary()["num_preemptions"] > 0
+    _assert_identical(step, fast)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    dp=st.integers(1, 3),
+    router=st.sampled_from(["round_robin", "least_outstanding"]),
+    arrival=st.sampled_from(["poisson", "burst", "concurrency"]),
+    rate=st.floats(0.5, 60.0),
+    output_high=st.integers(1, 200),
+    max_num_seqs=st.integers(1, 64),
+    block_size=st.sampled_from([1, 4, 16]),
+    seed=st.integers(0, 1000),
+)
+def test_fast_mode_equals_step_mode_on_random_workloads(
+    dp: int,
+    router: str,
+    arrival: str,
+    rate: float,
+    output_high: int,
+    max_num_seqs: int,
+    block_size: int,
+    seed: int,
+) -> None:
+    data = {
+        "model": "llama-3.1-8b",
+        "seed": seed,
+        "layout": {"dp": dp},
+        "scheduler": {"router": router, "max_num_seqs": max_num_seqs, "block_size": block_size},
+        "workload": {
+            "arrival": arrival,
+            "rate_per_s": rate if arrival == "poisson" else None,
+            "concurrency": 5 if arrival == "concurrency" else None,
+            "num_requests": 60,
+            "input_tokens": {"dist": "uniform", "low": 1, "high": 600},
+            "output_tokens": {"dist": "uniform", "low": 1, "high": output_high},
+        },
+    }
+    step, fast = _both_modes(data)
+    _assert_identical(step, fast)
