@@ -91,3 +91,25 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
     }
     step, fast = _both_modes(data)
     _assert_identical(step, fast)
+
+
+def test_a_run_ends_at_exactly_the_time_step_by_step_would() -> None:
+    # Found by hypothesis: now + (end - now) missed the run's end by an ulp, so a closed-loop request
+    # was issued before its predecessor's recorded finish. Runs now end at an absolute time.
+    data = {
+        "model": "llama-3.1-8b",
+        "seed": 171428,
+        "layout": {"dp": 2},
+        "scheduler": {"max_num_seqs": 2, "max_num_batched_tokens": 32, "block_size": 1},
+        "workload": {
+            "arrival": "concurrency",
+            "concurrency": 4,
+            "num_requests": 6,
+            "input_tokens": {"dist": "uniform", "low": 1, "high": 2},
+            "output_tokens": {"dist": "uniform", "low": 1, "high": 23},
+        },
+    }
+    step, fast = _both_modes(data)
+    _assert_identical(step, fast)
+    req = fast.requests
+    assert set(req["arrival_s"].iloc[4:]) <= set(req["finish_s"])  # issued exactly at finishes

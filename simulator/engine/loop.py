@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Generator
+from heapq import heappush
 from typing import Any
 
 import simpy
@@ -39,7 +40,7 @@ from simulator.workload import RequestTable
 class _Cluster:
     """One run's mutable world: replicas, their wake-up events, the logs."""
 
-    def __init__(self, env: simpy.Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
+    def __init__(self, env: _Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
         sched = resolved.scenario.scheduler
         limits = ReplicaLimits(sched.max_num_seqs, sched.max_num_batched_tokens)
         self.env = env
@@ -130,14 +131,23 @@ class _Late(simpy.Event):
 _LATE = EventPriority(NORMAL + 1)
 
 
-def _timeout_at(env: simpy.Environment, when_s: float) -> simpy.Timeout:
-    """A timeout that fires at exactly ``when_s`` (now + (when - now) can miss it by an ulp)."""
-    delay_s = when_s - env.now
-    while env.now + delay_s < when_s:
-        delay_s = math.nextafter(delay_s, math.inf)
-    while delay_s > 0 and env.now + delay_s > when_s:
-        delay_s = math.nextafter(delay_s, 0.0)
-    return env.timeout(delay_s)
+class _Environment(simpy.Environment):
+    """SimPy's environment plus timeouts at an absolute time.
+
+    ``env.timeout(when - now)`` lands on ``now + (when - now)``, which rounding can move off ``when``
+    by an ulp (and round-half-even can make ``when`` unreachable that way): a decode run must end at
+    exactly the time its last step would have ended step by step.
+    """
+
+    def timeout_at(self, when_s: float) -> simpy.Event:
+        """An event that fires at exactly ``when_s`` (>= now), like a Timeout."""
+        if when_s < self._now:
+            raise ValueError(f"timeout_at({when_s}) is in the past (now = {self._now})")
+        event = simpy.Event(self)
+        event._ok = True
+        event._value = None
+        heappush(self._queue, (when_s, NORMAL, next(self._eid), event))
+        return event
 
 
 def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, Any, None]:
@@ -151,25 +161,33 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     decode_runs = sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
     itl, kv = cluster.itl, state.kv
     log_step = cluster.steps.data.extend
+    last_duration_s = 0.0
     while True:
         if not state.has_work:
             wakeup = env.event()
             cluster.wakeups[state.index] = wakeup
             yield wakeup
-        yield _Late(env)
+        if env.peek() <= env.now:  # others are due at this instant: let them act first
+            yield _Late(env)
         plan = policy(state)
         if plan.is_empty:
             raise SimulatorError(
                 f"replica {state.index}: policy {sched.policy!r} planned an empty step with "
                 f"{len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
             )
-        if decode_runs and plan.decode and not plan.prefills and not plan.preempted:
+        if (
+            decode_runs
+            and plan.decode
+            and not plan.prefills
+            and not plan.preempted
+            and cluster.next_arrival_s - env.now > 2.0 * last_duration_s  # room for a run of >= 2 steps
+        ):
             run = plan_decode_run(state, cost_model, overhead_s, env.now, cluster.next_arrival_s)
             if run is not None:
                 yield from _decode_run(cluster, state, run)
                 continue
         cost = cost_model.step(plan.shape())
-        duration_s = cost.time_s + overhead_s
+        duration_s = last_duration_s = cost.time_s + overhead_s
         log_step(
             (
                 state.index,
@@ -198,11 +216,11 @@ def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Gener
     env = cluster.env
     arrival = env.event()
     cluster.wakeups[state.index] = arrival
-    yield _timeout_at(env, run.end_s[-1]) | arrival
+    yield env.timeout_at(run.end_s[-1]) | arrival
     num_steps = len(run.end_s)
     if arrival.triggered:  # the step in progress at the arrival is the run's last
         num_steps = bisect.bisect_left(run.end_s, env.now) + 1
-        yield _timeout_at(env, run.end_s[num_steps - 1])
+        yield env.timeout_at(run.end_s[num_steps - 1])
     else:
         cluster.wakeups[state.index] = None
     for seq in apply_decode_run(state, run, num_steps, cluster.steps, cluster.itl):
@@ -211,7 +229,7 @@ def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Gener
 
 def run_engine(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
     """Play ``requests`` through the resolved cluster until every request has finished or is rejected."""
-    env = simpy.Environment()
+    env = _Environment()
     cluster = _Cluster(env, resolved, requests)
     for state in cluster.replicas:
         env.process(_replica(cluster, state))
