@@ -169,8 +169,10 @@ class SchedulerConfig(BaseModel):
     """Per-replica batching (vLLM-style continuous batching) and the cluster router."""
 
     model_config = _FROZEN
-    policy: str = Field("vllm", description="replica batching policy (see simulator.scheduling)")
-    router: str = Field("round_robin", description="how requests are spread over replicas")
+    policy: str = Field("vllm", description="replica batching policy: vllm, orca, sarathi")
+    router: str = Field(
+        "round_robin", description="round_robin, least_outstanding, random, least_kv, power_of_two"
+    )
     max_num_seqs: int = Field(256, ge=1, le=65536, description="sequences in one step at most")
     max_num_batched_tokens: int = Field(8192, ge=1, le=1_048_576, description="tokens in one step at most")
     block_size: int = Field(16, ge=1, le=4096, description="tokens per paged KV-cache block")
@@ -180,6 +182,9 @@ class SchedulerConfig(BaseModel):
     )
     max_model_len: int | None = Field(
         None, ge=1, description="longest prompt+output accepted (default: the model's context length)"
+    )
+    chunk_size: int | None = Field(
+        None, ge=1, le=1_048_576, description="sarathi: tokens per step (default max_num_batched_tokens)"
     )
     fast_mode: bool = Field(
         True,

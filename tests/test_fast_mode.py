@@ -42,11 +42,12 @@ def test_fast_mode_equals_step_mode(workload: dict[str, Any]) -> None:
     _assert_identical(step, fast)
 
 
-def test_fast_mode_equals_step_mode_under_kv_pressure() -> None:
+@pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
+def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
     # A pool small enough that decode runs end on block shortage and preemptions happen.
     data = {
         "model": "llama-3.1-8b",
-        "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8},
+        "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8, "policy": policy, "chunk_size": 256},
         "workload": {"arrival": "burst", "num_requests": 40, "input_tokens": 900, "output_tokens": 400},
     }
     step, fast = _both_modes(data)
@@ -54,10 +55,12 @@ def test_fast_mode_equals_step_mode_under_kv_pressure() -> None:
     _assert_identical(step, fast)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dp=st.integers(1, 3),
-    router=st.sampled_from(["round_robin", "least_outstanding"]),
+    router=st.sampled_from(["round_robin", "least_outstanding", "random", "least_kv", "power_of_two"]),
+    policy=st.sampled_from(["vllm", "orca", "sarathi"]),
+    chunk_size=st.sampled_from([None, 64, 512]),
     arrival=st.sampled_from(["poisson", "burst", "concurrency"]),
     rate=st.floats(0.5, 60.0),
     output_high=st.integers(1, 200),
@@ -68,6 +71,8 @@ def test_fast_mode_equals_step_mode_under_kv_pressure() -> None:
 def test_fast_mode_equals_step_mode_on_random_workloads(
     dp: int,
     router: str,
+    policy: str,
+    chunk_size: int | None,
     arrival: str,
     rate: float,
     output_high: int,
@@ -79,7 +84,13 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
         "model": "llama-3.1-8b",
         "seed": seed,
         "layout": {"dp": dp},
-        "scheduler": {"router": router, "max_num_seqs": max_num_seqs, "block_size": block_size},
+        "scheduler": {
+            "router": router,
+            "policy": policy,
+            "chunk_size": chunk_size,
+            "max_num_seqs": max_num_seqs,
+            "block_size": block_size,
+        },
         "workload": {
             "arrival": arrival,
             "rate_per_s": rate if arrival == "poisson" else None,

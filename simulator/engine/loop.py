@@ -31,7 +31,7 @@ from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario, rejection_reasons
 from simulator.rng import stream
 from simulator.scheduling.policies import DECODE_RUN_POLICIES
-from simulator.scheduling.routers import RouterContext
+from simulator.scheduling.routers import KV_AWARE_ROUTERS, RouterContext
 from simulator.scheduling.sequence import SeqStatus, Sequence
 from simulator.scheduling.state import ReplicaLimits, ReplicaState, apply_step
 from simulator.workload import RequestTable
@@ -42,7 +42,7 @@ class _Cluster:
 
     def __init__(self, env: _Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
         sched = resolved.scenario.scheduler
-        limits = ReplicaLimits(sched.max_num_seqs, sched.max_num_batched_tokens)
+        limits = ReplicaLimits(sched.max_num_seqs, sched.max_num_batched_tokens, sched.chunk_size)
         self.env = env
         self.resolved = resolved
         self.replicas = [
@@ -158,7 +158,9 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     policy = resolved.policy
     cost_model = resolved.cost
     overhead_s = sched.step_overhead_s
-    decode_runs = sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
+    decode_runs = (
+        sched.fast_mode and sched.policy in DECODE_RUN_POLICIES and sched.router not in KV_AWARE_ROUTERS
+    )
     itl, kv = cluster.itl, state.kv
     log_step = cluster.steps.data.extend
     last_duration_s = 0.0

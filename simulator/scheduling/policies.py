@@ -74,15 +74,84 @@ def _decode_all(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
     return plan
 
 
+def orca_policy(state: ReplicaState) -> BatchPlan:
+    """Iteration-level batching without chunking (Orca): decodes and whole new prompts share a step.
+
+    Every decoding sequence computes one token (preempting the youngest while blocks are short); waiting
+    prompts that fit whole in the rest of ``max_num_batched_tokens`` join the same step. A prompt longer
+    than the whole budget runs alone once nothing else is running.
+    """
+    plan = _decode_all(state, BatchPlan())
+    budget = state.limits.max_num_batched_tokens - plan.num_decode_tokens
+    _admit_waiting(state, plan, budget, chunked=False)
+    return plan
+
+
+def sarathi_policy(state: ReplicaState) -> BatchPlan:
+    """Chunked prefill with a per-step token budget (Sarathi-Serve; vLLM v1's default).
+
+    The budget is ``scheduler.chunk_size`` (default ``max_num_batched_tokens``). Decodes go first, one
+    token each; then prompts already being prefilled continue with a chunk; then waiting prompts are
+    admitted with chunks of what is left. A long prompt is split over several steps, interleaved with
+    decodes, so it no longer stalls them for a whole prefill.
+    """
+    plan = _decode_all(state, BatchPlan())
+    limits = state.limits
+    budget = (limits.chunk_size or limits.max_num_batched_tokens) - plan.num_decode_tokens
+    kv = state.kv
+    for seq in state.prefilling:
+        if budget <= 0:
+            break
+        chunk = min(seq.num_uncomputed_tokens, budget)
+        need = kv.num_new_blocks(seq.num_blocks, seq.num_computed_tokens + chunk)
+        if need > kv.num_free_blocks:
+            break
+        kv.allocate(need)
+        seq.num_blocks += need
+        plan.prefills.append((seq, chunk))
+        budget -= chunk
+    _admit_waiting(state, plan, budget, chunked=True)
+    return plan
+
+
+def _admit_waiting(state: ReplicaState, plan: BatchPlan, budget: int, *, chunked: bool) -> None:
+    """Admit waiting prompts FCFS into ``plan`` within ``budget`` tokens, sequence slots and KV blocks.
+
+    Nothing is admitted in a step that preempted (as vLLM v1): the evicted sequence would come straight
+    back and thrash the cache.
+    """
+    if plan.preempted:
+        return
+    limits, kv = state.limits, state.kv
+    watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
+    num_seqs = state.num_running
+    while state.waiting and num_seqs < limits.max_num_seqs and budget > 0:
+        seq = state.waiting[0]
+        num_new = seq.num_uncomputed_tokens
+        if chunked:
+            num_new = min(num_new, budget)
+        elif num_new > budget and (num_seqs or plan.prefills):
+            break  # a prompt over the budget runs alone, once nothing else runs
+        need = kv.num_new_blocks(seq.num_blocks, seq.num_computed_tokens + num_new)
+        if need + (watermark if num_seqs else 0) > kv.num_free_blocks:
+            break
+        state.admit(seq, need)
+        plan.prefills.append((seq, num_new))
+        budget -= num_new
+        num_seqs += 1
+
+
 REPLICA_POLICIES: dict[str, ReplicaPolicy] = {
     "vllm": vllm_policy,
+    "orca": orca_policy,
+    "sarathi": sarathi_policy,
 }
 
 
 # Policies whose decode-only plan repeats unchanged until a member finishes, KV blocks run short or a
 # request arrives: while decoding, nothing they look at can unblock a waiting prompt (free blocks only
 # shrink, sequence slots stay taken). The engine may price such runs of decode steps at once.
-DECODE_RUN_POLICIES = frozenset({"vllm"})
+DECODE_RUN_POLICIES = frozenset({"vllm", "orca", "sarathi"})
 
 
 def get_replica_policy(name: str) -> ReplicaPolicy:

@@ -46,10 +46,41 @@ def least_outstanding(ctx: RouterContext, replicas: SequenceOf[ReplicaState], se
     return index
 
 
+def random_router(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """A replica drawn uniformly from the seeded "routing" stream."""
+    return int(ctx.rng.integers(len(replicas)))
+
+
+def least_kv(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """The replica with the smallest fraction of KV blocks in use; ties go round-robin."""
+    loads = [r.kv.num_used_blocks / r.kv.num_blocks for r in replicas]
+    low = min(loads)
+    tied = [i for i, load in enumerate(loads) if load == low]
+    index = tied[ctx.counter % len(tied)]
+    ctx.counter += 1
+    return index
+
+
+def power_of_two(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """Two replicas drawn at random; the one with fewer outstanding requests (the first on a tie)."""
+    if len(replicas) == 1:
+        return 0
+    a, b = (int(x) for x in ctx.rng.choice(len(replicas), size=2, replace=False))
+    return b if replicas[b].num_outstanding < replicas[a].num_outstanding else a
+
+
 ROUTERS: dict[str, Router] = {
     "round_robin": round_robin,
     "least_outstanding": least_outstanding,
+    "random": random_router,
+    "least_kv": least_kv,
+    "power_of_two": power_of_two,
 }
+
+
+# Routers that read replicas' KV occupancy. The engine's decode runs allocate a run's blocks when the run
+# ends, so with these routers it steps one event at a time (exactness over speed).
+KV_AWARE_ROUTERS = frozenset({"least_kv"})
 
 
 def get_router(name: str) -> Router:

@@ -25,6 +25,7 @@ class ReplicaLimits:
 
     max_num_seqs: int
     max_num_batched_tokens: int
+    chunk_size: int | None = None  # chunked-prefill token budget per step (sarathi)
 
 
 @dataclass(slots=True)
