@@ -9,8 +9,9 @@ HardwareProfile). The formulas are those the step cost model uses: FLOPs and byt
 from __future__ import annotations
 
 from simulator.errors import ConfigError
+from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile, load_hardware
-from simulator.hardware.roofline import op_time_s
+from simulator.hardware.roofline import CalibratedRoofline, Roofline, op_time_s
 from simulator.model import costs
 from simulator.parallel import comm
 from simulator.precision import BYTES_PER_ELEMENT, bytes_per_element
@@ -42,17 +43,29 @@ def _heads(num_heads: int, num_kv_heads: int) -> None:
         raise ConfigError("num_kv_heads", num_kv_heads, f"a divisor of num_heads = {num_heads}")
 
 
-def gemm_time_s(hardware: str | HardwareProfile, m: int, n: int, k: int, dtype: str = "bf16") -> float:
+def gemm_time_s(
+    hardware: str | HardwareProfile,
+    m: int,
+    n: int,
+    k: int,
+    dtype: str = "bf16",
+    calibration: CalibrationTable | None = None,
+) -> float:
     """Seconds for an (m x k) @ (k x n) GEMM with ``dtype`` weights and 2-byte activations, one GPU.
 
-    Computes in ``dtype`` when the GPU has it natively, else in bf16 (weight-only quantization).
+    Computes in ``dtype`` when the GPU has it natively, else in bf16 (weight-only quantization). With
+    ``calibration``, the table's GEMM efficiency at this size replaces the profile's constant factors.
     """
     for field, value in (("m", m), ("n", n), ("k", k)):
         _positive_int(field, value)
     _dtype("dtype", dtype, tuple(BYTES_PER_ELEMENT))
     hw = _hardware(hardware)
     cost = costs.gemm_cost(m, n, k, bytes_per_element(dtype))
-    return op_time_s(hw, cost.flops, cost.num_bytes, compute_dtype_for(hw, dtype))
+    compute_dtype = compute_dtype_for(hw, dtype)
+    if calibration is not None:
+        roof = CalibratedRoofline(calibration, Roofline.of(hw, compute_dtype))
+        return roof.time_s("gemm", compute_dtype, cost.flops, cost.num_bytes)
+    return op_time_s(hw, cost.flops, cost.num_bytes, compute_dtype)
 
 
 def attention_prefill_time_s(

@@ -12,6 +12,7 @@ import numpy as np
 
 from simulator.config import Scenario
 from simulator.hardware import HardwareProfile, load_hardware
+from simulator.hardware.calibration import find_calibration
 from simulator.memory import MemoryPlan, plan_memory
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
@@ -50,11 +51,15 @@ class ResolvedScenario:
 
 
 def resolve(scenario: Scenario) -> ResolvedScenario:
-    """Load the model and hardware, check the layout and memory fit, build the cost model."""
+    """Load the model and hardware, check the layout and memory fit, build the cost model.
+
+    The cost model uses ``hardware_profiles/calibration/<hardware name>.json`` when that table exists.
+    """
     model = load_model(scenario.model)
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
-    cost = CostModel.build(model, hardware, scenario.precision, scenario.layout)
+    calibration = find_calibration(hardware.name)
+    cost = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(
         scenario=scenario,

@@ -18,6 +18,9 @@ Precision: GEMMs compute in the weights' dtype when the GPU has it natively, els
 quantization: bytes follow the weights, FLOPs run at the bf16 peak). Attention computes in bf16 with KV
 bytes from ``precision.kv_cache``. Activations are 2 bytes. The embedding and LM head stay in bf16
 (serving quantization recipes leave them unquantized, e.g. vLLM's fp8 and ModelOpt exclude ``lm_head``).
+
+Calibrated (``build(..., calibration=table)``): ops of the classes the table covers are priced by
+``CalibratedRoofline`` (measured efficiency by op class, bound and size); FLOPs, bytes and comm are unchanged.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from simulator.config import LayoutConfig, PrecisionConfig
+from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile
-from simulator.hardware.roofline import Roofline
+from simulator.hardware.roofline import CalibratedRoofline, Roofline
 from simulator.model import costs
 from simulator.model.spec import ModelSpec
 from simulator.parallel.comm import allgather_coefficients, allreduce_coefficients
@@ -109,6 +113,26 @@ def _layer_token_ops(model: ModelSpec, tp: int, weight_bytes: float, kv_bytes: f
 
 
 @dataclass(frozen=True, slots=True)
+class _CalibratedOps:
+    """What a calibrated CostModel prices ops with: raw per-GPU FLOPs and bytes, and the table."""
+
+    gemm: CalibratedRoofline  # GEMMs and element-wise ops (fallback: the compute dtype's roofline)
+    attn: CalibratedRoofline  # attention (fallback: the bf16 roofline)
+    compute_dtype: str
+    token_ops: tuple[tuple[str, float, float, float], ...]  # (op class, flops/token, bytes, bytes/token)
+    step_elementwise_bytes_per_token: tuple[float, float]  # embedding, final norm
+    lm_head: _TokenOp
+
+    def token_ops_s(self, num_tokens: int) -> float:
+        """One layer's token-linear ops for ``num_tokens`` tokens, seconds."""
+        total = 0.0
+        for op_class, a, b0, b in self.token_ops:
+            dtype = self.compute_dtype if op_class == "gemm" else ATTENTION_COMPUTE_DTYPE
+            total += self.gemm.time_s(op_class, dtype, a * num_tokens, b0 + b * num_tokens)
+        return total
+
+
+@dataclass(frozen=True, slots=True)
 class CostModel:
     """Per-replica cost model: built once, then ``.step(shape)`` per simulated step.
 
@@ -139,10 +163,23 @@ class CostModel:
     _gather_s_per_logit: float
     # Memo of _token_ops_time_s by token count: exact (a pure function of an int), bounded in size.
     _token_ops_cache: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
+    calibration_source: str | None = None  # the calibration table's source, None when spec-only
+    _calibrated: _CalibratedOps | None = field(default=None, compare=False, repr=False)
+    _calibrated_cache: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether op times come from a calibration table rather than the profile's constant factors."""
+        return self._calibrated is not None
 
     @classmethod
     def build(
-        cls, model: ModelSpec, hardware: HardwareProfile, precision: PrecisionConfig, layout: LayoutConfig
+        cls,
+        model: ModelSpec,
+        hardware: HardwareProfile,
+        precision: PrecisionConfig,
+        layout: LayoutConfig,
+        calibration: CalibrationTable | None = None,
     ) -> CostModel:
         """Precompute a replica's coefficients (validates the layout; ConfigError when it is invalid)."""
         validate_layout(model, hardware, layout)
@@ -160,6 +197,17 @@ class CostModel:
         ar = allreduce_coefficients(hardware, tp)
         num_allreduces = 2 * model.num_layers + 1
         gather = allgather_coefficients(hardware, tp)
+        lm_head = _gemm_op(model.vocab_size / tp, hidden, bytes_per_element(EMBEDDING_DTYPE))
+        calibrated = None
+        if calibration is not None:
+            calibrated = _CalibratedOps(
+                gemm=CalibratedRoofline(calibration, gemm_roof),
+                attn=CalibratedRoofline(calibration, attn_roof),
+                compute_dtype=compute_dtype,
+                token_ops=tuple(("gemm" if b0 > 0 else "elementwise", a, b0, b) for a, b0, b in token_ops),
+                step_elementwise_bytes_per_token=(emb.num_bytes, norm.num_bytes),
+                lm_head=lm_head,
+            )
         return cls(
             compute_dtype=compute_dtype,
             tp=tp,
@@ -176,12 +224,14 @@ class CostModel:
             _attn_kv_bytes_per_token=2.0 * g * d * kv_bytes,
             _step_bytes_per_token=emb.num_bytes + norm.num_bytes,
             _step_flops_per_token=emb.flops + norm.flops,
-            _lm_head=_gemm_op(model.vocab_size / tp, hidden, bytes_per_element(EMBEDDING_DTYPE)),
+            _lm_head=lm_head,
             _gemm_flops_s=f_s,
             _allreduce_fixed_s=num_allreduces * ar.fixed_s,
             _allreduce_s_per_token=num_allreduces * ar.s_per_byte * hidden * costs.ACTIVATION_BYTES,
             _gather_fixed_s=gather.fixed_s,
             _gather_s_per_logit=gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES,
+            calibration_source=None if calibration is None else calibration.source,
+            _calibrated=calibrated,
         )
 
     def step(self, shape: BatchShape) -> StepCost:
@@ -229,6 +279,8 @@ class CostModel:
                 comm_s += self._gather_fixed_s + self._gather_s_per_logit * logits
         if self.tp > 1:
             comm_s += self._allreduce_fixed_s + self._allreduce_s_per_token * num_tokens
+        if self._calibrated is not None:
+            compute_s = self._calibrated_compute_s(self._calibrated, shape, num_tokens)
         return StepCost(compute_s + comm_s, compute_s, comm_s, flops * self.tp, nbytes * self.tp)
 
     def _token_ops_time_s(self, num_tokens: int) -> float:
@@ -240,6 +292,38 @@ class CostModel:
             m = mem_fixed_s + mem_s_per_token * num_tokens
             layer_s += (c if c > m else m) + ovh
         return layer_s
+
+    def _calibrated_compute_s(self, cal: _CalibratedOps, shape: BatchShape, num_tokens: int) -> float:
+        """The operator part of a step priced from the calibration table (same FLOPs and bytes)."""
+        layer_s = self._calibrated_cache.get(num_tokens)
+        if layer_s is None:
+            layer_s = cal.token_ops_s(num_tokens)
+            if len(self._calibrated_cache) < _TOKEN_OPS_CACHE_SIZE:
+                self._calibrated_cache[num_tokens] = layer_s
+        dtype = ATTENTION_COMPUTE_DTYPE
+        if shape.num_prefill_tokens > 0:
+            f = self._attn_flops_per_pair * shape.prefill_attn_pairs
+            b = (
+                self._attn_q_o_bytes_per_token * shape.num_prefill_tokens
+                + self._attn_kv_bytes_per_token * shape.prefill_kv_tokens
+            )
+            layer_s += cal.attn.time_s("attention_prefill", dtype, f, b)
+        if shape.num_decode_tokens > 0:
+            f = self._attn_flops_per_pair * shape.decode_kv_tokens
+            b = (
+                self._attn_q_o_bytes_per_token * shape.num_decode_tokens
+                + self._attn_kv_bytes_per_token * shape.decode_kv_tokens
+            )
+            layer_s += cal.attn.time_s("attention_decode", dtype, f, b)
+        total_s = layer_s * self.num_layers
+        for per_token in cal.step_elementwise_bytes_per_token:
+            b = per_token * num_tokens
+            total_s += cal.gemm.time_s("elementwise", dtype, 0.0, b)
+        if shape.num_logit_tokens > 0:
+            a, b0, b = cal.lm_head
+            logits = shape.num_logit_tokens
+            total_s += cal.gemm.time_s("gemm", EMBEDDING_DTYPE, a * logits, b0 + b * logits)
+        return total_s
 
     def decode_step_time_s(self, batch_size: int, kv_len: int) -> float:
         """Seconds of one decode step of ``batch_size`` sequences that each read ``kv_len`` KV tokens."""

@@ -7,12 +7,18 @@ visual performance model for multicore architectures", CACM 2009), derated to wh
 
 ``compute_eff``, ``memory_eff`` and ``kernel_overhead`` come from the hardware profile (see its
 ``efficiency_note``). The overhead is charged once per op that does any work (an empty op costs 0).
+
+With a calibration table (``simulator.hardware.calibration``) an op of a class the table covers costs
+``max(flops / peak, bytes / hbm_bw) / efficiency(op class, dtype, bound, size)`` instead
+(``CalibratedRoofline``: the measured efficiency absorbs the derating and the kernel overhead); other
+classes keep the above.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile
 
 
@@ -61,3 +67,18 @@ def is_compute_bound(hardware: HardwareProfile, flops: float, num_bytes: float, 
     """Whether the compute term of the roofline is the larger one."""
     roof = Roofline.of(hardware, compute_dtype)
     return flops / roof.flops_per_s >= num_bytes / roof.bytes_per_s
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedRoofline:
+    """Op times from a calibration table, falling back to ``fallback`` for classes it does not cover."""
+
+    table: CalibrationTable
+    fallback: Roofline
+
+    def time_s(self, op_class: str, dtype: str, flops: float, num_bytes: float) -> float:
+        """Seconds for one op of ``op_class`` computing in ``dtype`` (0 for an empty op)."""
+        if flops <= 0.0 and num_bytes <= 0.0:
+            return 0.0
+        t = self.table.op_time_s(op_class, dtype, flops, num_bytes)
+        return self.fallback.time_s(flops, num_bytes) if t is None else t
