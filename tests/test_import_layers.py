@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "simulator.validation": 1,
     "simulator.hardware": 1,  # the package's __init__ re-exports the profile only
     "simulator.hardware.profile": 1,
+    "simulator.hardware.calibration": 1,
     "simulator.model": 1,
     "simulator.model.catalog": 1,
     "simulator.model.spec": 1,
@@ -43,8 +44,10 @@ LAYERS: dict[str, int] = {
     "simulator.engine.*": 4,
     "simulator.metrics.*": 5,
     "simulator.simulate": 5,
-    "simulator.capacity": 5,
+    "simulator.capacity.*": 5,
+    "simulator.studies": 5,
     "simulator.sweep": 6,
+    "simulator.sweeps.*": 6,
     "simulator.cli.*": 6,
 }
 EXEMPT = {"simulator"}  # the curated public API re-exports every layer

@@ -1,0 +1,143 @@
+"""Where points run: local worker processes, or a Dask cluster (dask is imported only for that one).
+
+A backend submits ``run_point`` calls, says which have finished, and hands back their rows. The runner
+keeps at most ``num_slots`` points in flight, so a point's submission time is about its start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Literal, Protocol
+
+from simulator.config import Scenario
+from simulator.errors import ConfigError
+from simulator.sweeps.worker import run_point
+
+BackendName = Literal["local", "dask"]
+BACKENDS = ("dask", "local")
+
+
+class Backend(Protocol):
+    """What the runner needs from a pool of workers."""
+
+    num_slots: int
+    enforces_timeout: bool  # True: a point past its timeout returns a 'timeout' row by itself
+
+    def submit(self, point_id: str, scenario: Scenario, timeout_s: float | None) -> Any: ...
+    def wait(self, handles: Sequence[Any], timeout_s: float) -> list[Any]: ...
+    def result(self, handle: Any) -> dict[str, Any]: ...
+    def cancel(self, handle: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """A pool of worker processes on this machine (one per core by default).
+
+    A worker that dies (killed, out of memory) fails the points then in flight; the pool is restarted.
+    """
+
+    enforces_timeout = True
+    # Never fork a process that may hold threads (JAX, a notebook's kernel): forkserver starts workers
+    # from a clean server process on Linux; spawn elsewhere. (Tests that patch the worker use fork.)
+    start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+    def __init__(self, workers: int | None) -> None:
+        self.num_slots = workers or os.cpu_count() or 1
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context(self.start_method)
+        return ProcessPoolExecutor(max_workers=self.num_slots, mp_context=context)
+
+    def submit(self, point_id: str, scenario: Scenario, timeout_s: float | None) -> Future[dict[str, Any]]:
+        try:
+            return self._pool.submit(run_point, point_id, scenario, timeout_s)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): its points failed, go on
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(run_point, point_id, scenario, timeout_s)
+
+    def wait(self, handles: Sequence[Any], timeout_s: float) -> list[Any]:
+        done, _ = wait(handles, timeout=timeout_s, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        row: dict[str, Any] = handle.result()
+        return row
+
+    def cancel(self, handle: Any) -> None:
+        handle.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskBackend:
+    """An existing dask.distributed cluster at ``address``, or a LocalCluster started for the sweep.
+
+    Dask runs tasks in worker threads, where no timer can interrupt them: a point past its timeout is
+    recorded as 'timeout' and its future cancelled, but its thread runs on until the point ends.
+    """
+
+    enforces_timeout = False
+
+    def __init__(self, address: str | None, workers: int | None) -> None:
+        try:
+            self._dask: Any = importlib.import_module("dask.distributed")
+        except ImportError:
+            raise ConfigError(
+                "--backend", "dask", "dask is not installed; pip install 'trilemma[dask]'"
+            ) from None
+        self._cluster: Any = None
+        if address is None:
+            n = workers or os.cpu_count() or 1
+            self._cluster = self._dask.LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None)
+            self._client = self._dask.Client(self._cluster)
+        else:
+            self._client = self._dask.Client(address)
+        self.num_slots = max(1, sum(self._client.nthreads().values()))
+        if workers is not None and address is not None:
+            self.num_slots = min(self.num_slots, workers)
+
+    def submit(self, point_id: str, scenario: Scenario, timeout_s: float | None) -> Any:
+        return self._client.submit(run_point, point_id, scenario, None, pure=False)
+
+    def wait(self, handles: Sequence[Any], timeout_s: float) -> list[Any]:
+        with contextlib.suppress(TimeoutError):
+            self._dask.wait(list(handles), timeout=timeout_s, return_when="FIRST_COMPLETED")
+        return [h for h in handles if h.done()]
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        row: dict[str, Any] = handle.result()
+        return row
+
+    def cancel(self, handle: Any) -> None:
+        handle.cancel()
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def check_backend(name: str, workers: int | None = None, address: str | None = None) -> None:
+    """Raise ConfigError for an unknown backend, fewer than one worker, or an address for local."""
+    if name not in BACKENDS:
+        raise ConfigError("--backend", name, "known backends are " + ", ".join(BACKENDS))
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers", workers, "give at least 1 worker")
+    if name == "local" and address is not None:
+        raise ConfigError("--address", address, "an address is for --backend dask only")
+
+
+def make_backend(name: str, workers: int | None = None, address: str | None = None) -> Backend:
+    """The backend by name; ``address`` only for dask (default: a LocalCluster on this machine)."""
+    check_backend(name, workers, address)
+    return LocalBackend(workers) if name == "local" else DaskBackend(address, workers)

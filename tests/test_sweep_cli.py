@@ -1,0 +1,90 @@
+"""``trilemma sweep``: results and spec on disk, resume, and exit code 2 for a bad spec or option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from simulator import SUMMARY_KEYS
+from simulator.cli import main
+from simulator.sweeps import ResultStore, expand, load_spec
+
+SCENARIO = {"model": "llama-3.1-8b", "workload": {"num_requests": 30, "output_tokens": 16}}
+
+
+def _write(folder: Path, spec: dict[str, Any]) -> Path:
+    (folder / "scenarios").mkdir(exist_ok=True)
+    (folder / "scenarios" / "small.yaml").write_text(yaml.safe_dump(SCENARIO))
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_sweep_writes_rows_and_the_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _write(
+        tmp_path,
+        {
+            "base": "scenarios/small.yaml",  # relative to the sweep file
+            "grid": {"layout.tp": [1, 3]},
+            "zip": {"workload.rate_per_s": [2.0, 6.0], "scheduler.max_num_seqs": [8, 64]},
+            "seeds": [11],
+        },
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "2"]) == 0
+    assert "4 points (2 invalid, 2 ok)" in capsys.readouterr().out
+    frame = ResultStore(out).read()
+    assert len(frame) == 4 and set(SUMMARY_KEYS) <= set(frame.columns)
+    assert {"layout.tp", "workload.rate_per_s", "scheduler.max_num_seqs", "seed", "wall_s"} <= set(frame)
+    ok = frame[frame["status"] == "ok"].sort_values("workload.rate_per_s")
+    assert list(ok["scheduler.max_num_seqs"]) == [8, 64] and (ok["num_completed"] == 30).all()
+    assert (frame.loc[frame["layout.tp"] == 3, "status"] == "invalid").all()
+    written, base_dir = load_spec(out / "sweep.yaml")  # re-runnable from anywhere: the base is inlined
+    assert isinstance(written.base, dict) and written.base["model"] == "llama-3.1-8b"
+    assert [p.point_id for p in expand(written, base_dir)] == [p.point_id for p in expand(*load_spec(spec))]
+
+
+def test_resume_runs_only_the_new_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    first = _write(tmp_path, {"base": SCENARIO, "grid": {"workload.rate_per_s": [2.0]}, "num_seeds": 2})
+    assert main(["sweep", str(first), "--out", str(out), "-q"]) == 0
+    assert main(["sweep", str(first), "--out", str(out), "-q"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    more = _write(tmp_path, {"base": SCENARIO, "grid": {"workload.rate_per_s": [2.0, 3.0]}, "num_seeds": 2})
+    assert main(["sweep", str(more), "--out", str(out), "-q", "--resume"]) == 0
+    parts = [pd.read_parquet(p) for p in ResultStore(out).parts()]
+    assert [len(p) for p in parts] == [2, 2]
+    assert set(parts[1]["workload.rate_per_s"]) == {3.0}
+    assert main(["sweep", str(more), "--out", str(out), "-q", "--resume"]) == 0
+    assert len(ResultStore(out).parts()) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "args", "message"),
+    [
+        ({"grid": {"layout.tpp": [1, 2]}}, [], "grid.layout.tpp"),
+        ({"zip": {"layout.tp": [1, 2], "layout.dp": [1]}}, [], "give them equal lengths"),
+        ({"base": "missing.yaml"}, [], "no such scenario file"),
+        ({"base": SCENARIO, "random": {"samples": 0, "axes": {}}}, [], "random.samples"),
+        ({"base": SCENARIO}, ["--backend", "ray"], "known backends are dask, local"),
+        ({"base": SCENARIO}, ["--workers", "0"], "at least 1 worker"),
+        ({"base": SCENARIO}, ["--point-timeout", "-1"], "positive number of seconds"),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: dict[str, Any], args: list[str], message: str
+) -> None:
+    path = _write(tmp_path, spec)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "results").exists()  # nothing written for a sweep that cannot start
+
+
+def test_a_missing_sweep_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert "no such file" in capsys.readouterr().err
