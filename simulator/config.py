@@ -169,7 +169,7 @@ class SchedulerConfig(BaseModel):
     """Per-replica batching (vLLM-style continuous batching) and the cluster router."""
 
     model_config = _FROZEN
-    policy: str = Field("vllm", description="replica batching policy: vllm, orca, sarathi")
+    policy: str = Field("vllm", description="replica batching policy: vllm, orca, sarathi, static")
     router: str = Field(
         "round_robin", description="round_robin, least_outstanding, random, least_kv, power_of_two"
     )
@@ -185,6 +185,9 @@ class SchedulerConfig(BaseModel):
     )
     chunk_size: int | None = Field(
         None, ge=1, le=1_048_576, description="sarathi: tokens per step (default max_num_batched_tokens)"
+    )
+    batch_wait_s: float = Field(
+        0.0, ge=0, le=3600, description="static: longest a request waits for its batch to fill"
     )
     fast_mode: bool = Field(
         True,

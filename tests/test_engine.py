@@ -175,7 +175,7 @@ def _check_invariants(result: SimulationResult) -> None:
     assert summary["num_completed"] + summary["num_rejected"] == summary["num_requests"] == len(req)
     # one token per sequence per step (a chunk that does not finish its prompt samples none); every
     # token after the first is one inter-token gap
-    if result.scenario.scheduler.policy == "sarathi":
+    if result.scenario.scheduler.policy in ("sarathi", "static"):  # chunks sample none; padding rows
         assert steps["num_seqs"].sum() >= fin["output_tokens"].sum()
     else:
         assert steps["num_seqs"].sum() == fin["output_tokens"].sum()
@@ -218,8 +218,9 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
         "router": draw(
             st.sampled_from(["round_robin", "least_outstanding", "random", "least_kv", "power_of_two"])
         ),
-        "policy": draw(st.sampled_from(["vllm", "orca", "sarathi"])),
+        "policy": draw(st.sampled_from(["vllm", "orca", "sarathi", "static"])),
         "chunk_size": draw(st.sampled_from([None, 16, 256])),
+        "batch_wait_s": draw(st.sampled_from([0.0, 0.05, 2.0])),
         "max_num_seqs": draw(st.integers(1, 16)),
         "max_num_batched_tokens": draw(st.integers(32, 2048)),
         "block_size": block_size,

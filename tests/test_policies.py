@@ -12,7 +12,7 @@ import numpy as np
 
 from simulator import Scenario, simulate
 from simulator.kv_cache import BlockManager
-from simulator.scheduling.policies import orca_policy, sarathi_policy, vllm_policy
+from simulator.scheduling.policies import orca_policy, sarathi_policy, static_policy, vllm_policy
 from simulator.scheduling.routers import (
     ROUTERS,
     RouterContext,
@@ -37,7 +37,7 @@ def _enqueue(state: ReplicaState, *lengths: tuple[int, int], first_id: int = 0) 
 
 def test_orca_decodes_and_admits_whole_prompts_in_the_same_step() -> None:
     state = _state(max_tokens=100)
-    a, b = _enqueue(state, (40, 5), (30, 5))
+    _enqueue(state, (40, 5), (30, 5))
     apply_step(state, orca_policy(state), 1.0)  # both prefilled, now decoding
     c, d = _enqueue(state, (60, 5), (50, 5), first_id=2)
     plan = orca_policy(state)
@@ -92,15 +92,15 @@ def test_sarathi_chunk_holds_only_the_blocks_it_has_computed() -> None:
 
 def test_no_admission_in_a_step_that_preempted() -> None:
     state = _state(num_blocks=4)
-    a, b = _enqueue(state, (16, 40), (16, 40))  # one block each for the prompt
+    _enqueue(state, (16, 40), (16, 40))  # one block each for the prompt
     apply_step(state, sarathi_policy(state), 1.0)
     (c,) = _enqueue(state, (8, 4), first_id=2)
-    plan = sarathi_policy(state)  # a and b need a second block each, c one: 3 > 2 free
-    assert plan.preempted == [] or not plan.prefills
+    plan = sarathi_policy(state)
     while not plan.preempted:
         apply_step(state, plan, 2.0)
         plan = sarathi_policy(state)
-    assert not plan.prefills  # the evicted sequence is not re-admitted in the same step
+    assert not plan.prefills  # neither the evicted sequence nor c is admitted in that step
+    assert list(state.waiting)[-1] is c
     apply_step(state, plan, 3.0)
     assert state.kv.num_free_blocks + sum(s.num_blocks for s in state.running()) == 4
 
@@ -166,3 +166,78 @@ def test_chunked_prefill_lowers_the_itl_tail_when_long_prompts_arrive_among_chat
     assert sarathi["tpot_p99_s"] < vllm["tpot_p99_s"]
     assert sarathi["ttft_p99_s"] > vllm["ttft_p99_s"]  # the price: a chunked prompt's first token is later
     assert sarathi["num_completed"] == vllm["num_completed"] == 300
+
+
+def test_static_waits_for_its_batch_then_runs_it_to_the_longest_request() -> None:
+    state = ReplicaState(0, BlockManager(100, 16), ReplicaLimits(3, 8192, batch_wait_s=0.5))
+    (a,) = _enqueue(state, (20, 2))
+    state.now_s = 0.1
+    assert static_policy(state).wait_until_s == 0.5  # one request waits for company
+    b, c, d = _enqueue(state, (20, 4), (40, 3), (10, 2), first_id=1)
+    plan = static_policy(state)  # three wait: the batch is full (max_num_seqs = 3), formed at once
+    assert plan.prefills == [(a, 20), (b, 20), (c, 40)] and list(state.waiting) == [d]
+    # blocks for prompt + output - 1 tokens are taken up front: 2 + 2 + 3
+    assert state.kv.num_used_blocks == 7
+    t = 1.0
+    apply_step(state, plan, t)
+    rows = []
+    while state.prefilling or state.decode.members:
+        plan = static_policy(state)
+        assert not plan.prefills and not plan.preempted  # nobody joins a running batch
+        rows.append(plan.num_decode_tokens)
+        t += 1.0
+        apply_step(state, plan, t)
+    assert rows == [3, 3, 3]  # a finished after step 1 but is computed as padding until b ends
+    assert state.kv.num_used_blocks == 0 and state.static_reserved_blocks == 0  # the reserve was used
+    assert static_policy(state).wait_until_s == 0.5  # d alone: formed at 0.5 after its arrival at 0
+    state.now_s = t
+    plan = static_policy(state)
+    assert plan.prefills == [(d, 10)] and state.kv.num_used_blocks == 1
+
+
+def test_static_never_preempts_and_fills_by_the_deadline() -> None:
+    state = ReplicaState(0, BlockManager(10, 16), ReplicaLimits(8, 8192, batch_wait_s=1.0))
+    a, b = _enqueue(state, (16, 60), (16, 60))  # 5 blocks each at the peak: 10 fit exactly
+    state.now_s = 1.0
+    plan = static_policy(state)
+    assert [s for s, _ in plan.prefills] == [a, b] and state.kv.num_free_blocks == 0
+    t = 1.0
+    while plan.prefills or plan.decode:
+        assert not plan.preempted
+        t += 1.0
+        apply_step(state, plan, t)
+        plan = static_policy(state) if (state.prefilling or state.decode.members) else plan.__class__()
+    assert a.num_output_tokens == b.num_output_tokens == 60
+
+
+def _best_throughput_within(policy: str, e2e_p99_bound_s: float) -> tuple[float, float]:
+    """The highest throughput over a ladder of bursty arrival rates whose E2E p99 meets the bound."""
+    best = (0.0, 0.0)
+    for rate in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+        scenario = Scenario.model_validate(
+            {
+                "model": "llama-3.1-8b",
+                "scheduler": {"policy": policy, "max_num_seqs": 64, "batch_wait_s": 0.5},
+                "workload": {
+                    "arrival": "gamma",
+                    "cv": 4.0,
+                    "rate_per_s": rate,
+                    "num_requests": 300,
+                    "input_tokens": {"dist": "uniform", "low": 100, "high": 1000},
+                    "output_tokens": {"dist": "uniform", "low": 20, "high": 400},
+                },
+                "seed": 1,
+            }
+        )
+        summary = simulate(scenario).summary()
+        if summary["e2e_p99_s"] <= e2e_p99_bound_s:
+            best = max(best, (summary["request_throughput_rps"], rate))
+    return best
+
+
+def test_continuous_batching_serves_several_times_static_at_the_same_latency_bound() -> None:
+    continuous, _ = _best_throughput_within("vllm", 6.0)
+    static, _ = _best_throughput_within("static", 6.0)
+    # static: a batch runs to its longest request and nobody joins it, so short requests wait for long
+    # ones and arrivals wait for the whole batch; measured 11.4 vs 3.0 req/s (3.8x) on this workload
+    assert continuous > 2.5 * static > 0

@@ -42,7 +42,9 @@ class _Cluster:
 
     def __init__(self, env: _Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
         sched = resolved.scenario.scheduler
-        limits = ReplicaLimits(sched.max_num_seqs, sched.max_num_batched_tokens, sched.chunk_size)
+        limits = ReplicaLimits(
+            sched.max_num_seqs, sched.max_num_batched_tokens, sched.chunk_size, sched.batch_wait_s
+        )
         self.env = env
         self.resolved = resolved
         self.replicas = [
@@ -171,7 +173,11 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             yield wakeup
         if env.peek() <= env.now:  # others are due at this instant: let them act first
             yield _Late(env)
+        state.now_s = env.now
         plan = policy(state)
+        if plan.is_empty and plan.wait_until_s is not None:  # e.g. a static batch filling up
+            yield from _wait_for_batch(cluster, state, plan.wait_until_s)
+            continue
         if plan.is_empty:
             raise SimulatorError(
                 f"replica {state.index}: policy {sched.policy!r} planned an empty step with "
@@ -211,6 +217,18 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             itl.count.append(count)
         for seq in outcome.finished:
             cluster.finish(seq)
+
+
+def _wait_for_batch(
+    cluster: _Cluster, state: ReplicaState, until_s: float
+) -> Generator[simpy.Event, Any, None]:
+    """Sleep until ``until_s`` or until a request is routed here, whichever comes first."""
+    env = cluster.env
+    arrival = env.event()
+    cluster.wakeups[state.index] = arrival
+    yield env.timeout_at(max(until_s, env.now)) | arrival
+    if not arrival.triggered:
+        cluster.wakeups[state.index] = None
 
 
 def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Generator[simpy.Event, Any, None]:

@@ -15,7 +15,8 @@ class BatchPlan:
     ``prefills`` hold (sequence, chunk tokens). ``decode`` is True when every member of the replica's
     decode set computes one token; ``num_decode_tokens`` and ``decode_kv_tokens`` are then that set's
     size and the KV tokens it reads. ``preempted`` lists sequences the policy evicted to make room
-    (already back in the waiting queue).
+    (already back in the waiting queue). An empty plan with ``wait_until_s`` asks the engine to sleep
+    until then, or until a request arrives (static batching waiting for its batch to fill).
     """
 
     prefills: list[tuple[Sequence, int]] = field(default_factory=list)
@@ -23,6 +24,7 @@ class BatchPlan:
     num_decode_tokens: int = 0
     decode_kv_tokens: int = 0
     preempted: list[Sequence] = field(default_factory=list)
+    wait_until_s: float | None = None
 
     @property
     def num_seqs(self) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from simulator.errors import UnknownNameError
 from simulator.scheduling.batch import BatchPlan
+from simulator.scheduling.sequence import SeqStatus, Sequence
 from simulator.scheduling.state import ReplicaState
 
 ReplicaPolicy = Callable[[ReplicaState], BatchPlan]
@@ -141,7 +142,66 @@ def _admit_waiting(state: ReplicaState, plan: BatchPlan, budget: int, *, chunked
         num_seqs += 1
 
 
+def static_policy(state: ReplicaState) -> BatchPlan:
+    """Request-level batching (FasterTransformer-style): form a batch, run it to its longest request.
+
+    A batch is formed when ``max_num_seqs`` requests wait or the oldest has waited
+    ``scheduler.batch_wait_s``; its members' prompts run in one forward pass (``max_num_batched_tokens``
+    does not apply) with KV blocks reserved for prompt plus output, so nothing is ever preempted. Members that
+    finish stay in the batch as padding rows (they are still computed, and read their KV) until the
+    longest ends; nobody joins a running batch.
+    """
+    batch = state.static_batch
+    if batch and (state.prefilling or state.decode.members):
+        return _decode_static_batch(state, batch)
+    if batch:  # the batch has ended: release the reserve and form the next
+        state.kv.free(state.static_reserved_blocks)
+        state.static_reserved_blocks = 0
+        batch.clear()
+    waiting, limits = state.waiting, state.limits
+    if not waiting:
+        return BatchPlan()
+    fill_by_s = waiting[0].arrival_s + limits.batch_wait_s
+    if len(waiting) < limits.max_num_seqs and state.now_s < fill_by_s:
+        return BatchPlan(wait_until_s=fill_by_s)
+    return _form_static_batch(state)
+
+
+def _form_static_batch(state: ReplicaState) -> BatchPlan:
+    plan = BatchPlan()
+    kv, limits = state.kv, state.limits
+    while state.waiting and len(plan.prefills) < limits.max_num_seqs:
+        seq = state.waiting[0]
+        prompt = seq.num_uncomputed_tokens
+        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
+        # the KV peaks at prompt + output - 1 tokens (the last sampled token is never computed)
+        peak = kv.blocks_for(seq.num_prompt_tokens + seq.max_output_tokens - 1)
+        reserve = max(0, peak - need - seq.num_blocks)
+        if need + reserve > kv.num_free_blocks:
+            break
+        state.admit(seq, need)
+        kv.allocate(reserve)
+        state.static_reserved_blocks += reserve
+        state.static_batch.append(seq)
+        plan.prefills.append((seq, prompt))
+    return plan
+
+
+def _decode_static_batch(state: ReplicaState, batch: list[Sequence]) -> BatchPlan:
+    """The batch's live members decode (from the reserve); finished members are computed as padding."""
+    need = state.decode.num_new_blocks()
+    take = min(need, state.static_reserved_blocks)
+    state.kv.free(take)
+    state.static_reserved_blocks -= take
+    plan = _decode_all(state, BatchPlan())
+    padding = [s for s in batch if s.status is SeqStatus.FINISHED]
+    plan.num_decode_tokens += len(padding)
+    plan.decode_kv_tokens += sum(s.num_tokens for s in padding)
+    return plan
+
+
 REPLICA_POLICIES: dict[str, ReplicaPolicy] = {
+    "static": static_policy,
     "vllm": vllm_policy,
     "orca": orca_policy,
     "sarathi": sarathi_policy,

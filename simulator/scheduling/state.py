@@ -26,6 +26,7 @@ class ReplicaLimits:
     max_num_seqs: int
     max_num_batched_tokens: int
     chunk_size: int | None = None  # chunked-prefill token budget per step (sarathi)
+    batch_wait_s: float = 0.0  # static: how long the oldest request may wait for a batch to fill
 
 
 @dataclass(slots=True)
@@ -40,7 +41,18 @@ class StepOutcome:
 class ReplicaState:
     """Waiting queue (FCFS; preempted sequences return to its front), prefilling list, decode set, KV."""
 
-    __slots__ = ("decode", "index", "kv", "limits", "num_preemptions", "prefilling", "waiting")
+    __slots__ = (
+        "decode",
+        "index",
+        "kv",
+        "limits",
+        "now_s",
+        "num_preemptions",
+        "prefilling",
+        "static_batch",
+        "static_reserved_blocks",
+        "waiting",
+    )
 
     def __init__(self, index: int, kv: BlockManager, limits: ReplicaLimits) -> None:
         self.index = index
@@ -50,6 +62,11 @@ class ReplicaState:
         self.prefilling: list[Sequence] = []
         self.decode = DecodeSet(kv.block_size)
         self.num_preemptions = 0
+        self.now_s = 0.0  # the engine's clock when it asks the policy for a plan
+        # Static batching: the batch being served (finished members stay as padding until it ends)
+        # and the KV blocks reserved for its members' outputs, not yet handed to the decode set.
+        self.static_batch: list[Sequence] = []
+        self.static_reserved_blocks = 0
 
     @property
     def num_running(self) -> int:
