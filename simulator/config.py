@@ -84,6 +84,19 @@ class EmpiricalLengths(BaseModel):
 LengthDist = Annotated[UniformLengths | LognormalLengths | EmpiricalLengths, Field(discriminator="dist")]
 LengthSpec = Annotated[int, Field(ge=1, le=MAX_TOKENS_PER_REQUEST)] | LengthDist
 
+
+class SLOConfig(BaseModel):
+    """Latency targets; a request meets the SLO when it meets every target that is set."""
+
+    model_config = _FROZEN
+    ttft_p99_s: float | None = Field(None, gt=0)
+    itl_p99_s: float | None = Field(None, gt=0)
+    e2e_p99_s: float | None = Field(None, gt=0)
+    goodput_frac: float | None = Field(
+        None, gt=0, le=1, description="fraction of requests that must meet every per-request target"
+    )
+
+
 ArrivalKind = Literal["poisson", "gamma", "burst", "concurrency", "trace"]
 
 
@@ -110,6 +123,11 @@ class WorkloadConfig(BaseModel):
     input_tokens: LengthSpec = 512
     output_tokens: LengthSpec = 128
     trace: str | None = Field(None, description="bundled trace name (azure-conv-2023) or a CSV path")
+    classes: tuple[RequestClassConfig, ...] = Field(
+        (),
+        description="request classes, each with its own arrivals, lengths, priority and SLO (replaces "
+        "the arrival and length keys above)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -117,6 +135,13 @@ class WorkloadConfig(BaseModel):
         """Defaults that depend on the arrival kind: a synthetic workload gets a rate and a count."""
         if not isinstance(data, dict):
             return data
+        if data.get("classes"):
+            others = sorted(set(data) - {"classes"})
+            if others:
+                raise ValueError(
+                    f"workload.classes replaces the workload's own {', '.join(others)}: give them in "
+                    "each class instead"
+                )
         arrival = data.get("arrival", "poisson")
         out = dict(data)
         if arrival in ("poisson", "gamma") and out.get("rate_per_s") is None:
@@ -139,7 +164,33 @@ class WorkloadConfig(BaseModel):
             raise ValueError(f"arrival {self.arrival!r} needs workload.rate_per_s")
         if self.arrival != "trace" and self.num_requests is None:
             raise ValueError(f"arrival {self.arrival!r} needs workload.num_requests")
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workload.classes names must be unique; got {names}")
+        if any(c.arrival == "concurrency" for c in self.classes):
+            raise ValueError("workload.classes need open-loop arrivals (poisson, gamma, burst, trace)")
         return self
+
+
+class RequestClassConfig(WorkloadConfig):
+    """One class of requests in a mixed workload: its own arrivals and lengths, a priority and an SLO.
+
+    Lower ``priority`` is served first: a priority scheduler admits the most urgent waiting request
+    first and preempts less urgent running work when KV blocks run out.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="class name in reports")
+    priority: int = Field(0, ge=0, le=1000, description="lower is served first (0 = most urgent)")
+    slo: SLOConfig | None = Field(None, description="this class's latency targets (default: the scenario's)")
+
+    @model_validator(mode="after")
+    def _no_nested_classes(self) -> RequestClassConfig:
+        if self.classes:
+            raise ValueError(f"request class {self.name!r} cannot have classes of its own")
+        return self
+
+
+WorkloadConfig.model_rebuild()  # resolve the forward reference to RequestClassConfig
 
 
 class PrecisionConfig(BaseModel):
@@ -189,22 +240,13 @@ class SchedulerConfig(BaseModel):
     batch_wait_s: float = Field(
         0.0, ge=0, le=3600, description="static: longest a request waits for its batch to fill"
     )
+    priority_preemption: bool = Field(
+        True, description="with request classes: preempt less urgent running work to admit urgent work"
+    )
     fast_mode: bool = Field(
         True,
         description="price runs of identical decode steps at once (same results as false, which runs "
         "one event per step)",
-    )
-
-
-class SLOConfig(BaseModel):
-    """Latency targets; a request meets the SLO when it meets every target that is set."""
-
-    model_config = _FROZEN
-    ttft_p99_s: float | None = Field(None, gt=0)
-    itl_p99_s: float | None = Field(None, gt=0)
-    e2e_p99_s: float | None = Field(None, gt=0)
-    goodput_frac: float | None = Field(
-        None, gt=0, le=1, description="fraction of requests that must meet every per-request target"
     )
 
 

@@ -18,10 +18,14 @@ PURPOSES: tuple[str, ...] = (
 )
 
 
-def stream(seed: int, purpose: str) -> np.random.Generator:
-    """The generator for ``purpose``; the same (seed, purpose) always gives the same numbers."""
+def stream(seed: int, purpose: str, substream: int | None = None) -> np.random.Generator:
+    """The generator for ``purpose``; the same (seed, purpose) always gives the same numbers.
+
+    ``substream`` (e.g. a request class's index) gives an independent stream per item of a purpose.
+    """
     try:
         index = PURPOSES.index(purpose)
     except ValueError:
         raise KeyError(f"unknown random purpose {purpose!r}; known: {', '.join(PURPOSES)}") from None
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index,)))
+    key = (index,) if substream is None else (index, substream)
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))

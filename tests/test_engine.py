@@ -227,6 +227,9 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
     }
     if draw(st.booleans()):
         scheduler["max_model_len"] = draw(st.integers(64, 1024))
+    if arrival != "concurrency" and draw(st.booleans()):  # a second, less urgent class: a batch backlog
+        batch = {"name": "batch", "priority": 1, "arrival": "burst", "num_requests": draw(st.integers(1, 20))}
+        workload = {"classes": [{"name": "chat", **workload}, batch]}
     data = BASE | {"layout": {"dp": draw(st.integers(1, 3))}, "scheduler": scheduler, "workload": workload}
     data["seed"] = draw(st.integers(0, 2**32))
     kv_tokens = draw(st.integers(200, 4000))

@@ -55,6 +55,30 @@ def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
     _assert_identical(step, fast)
 
 
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
+    # Urgent chats arriving while a batch backlog decodes: runs are cut by arrivals that preempt.
+    classes = [
+        {"name": "chat", "priority": 0, "rate_per_s": 8.0, "num_requests": 60, "output_tokens": 40},
+        {
+            "name": "batch",
+            "priority": 1,
+            "arrival": "burst",
+            "num_requests": 30,
+            "input_tokens": 900,
+            "output_tokens": 300,
+        },
+    ]
+    data = {
+        "model": "llama-3.1-8b",
+        "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8, "policy": policy},
+        "workload": {"classes": classes},
+    }
+    step, fast = _both_modes(data)
+    assert step.summary()["num_preemptions"] > 0
+    _assert_identical(step, fast)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dp=st.integers(1, 3),

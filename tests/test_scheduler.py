@@ -85,7 +85,8 @@ def test_watermark_keeps_one_percent_free_when_others_run() -> None:
     apply_step(state, plan, 2.0)
     assert state.kv.num_free_blocks == 989  # a's 161st token opened its 11th block
     fits = Sequence(2, 0.0, 979 * 16, 2)
-    state.waiting[0] = fits  # 979 + 10 <= 989
+    state.waiting.popleft()
+    state.enqueue(fits)  # 979 + 10 <= 989
     assert vllm_policy(state).prefills == [(fits, 979 * 16)]
     alone = _state(num_blocks=1000)
     (whole,) = _enqueue(alone, (1000 * 16, 2))

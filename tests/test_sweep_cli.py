@@ -55,12 +55,15 @@ def test_resume_runs_only_the_new_points(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["sweep", str(first), "--out", str(out), "-q"]) == 2
     assert "pass --resume" in capsys.readouterr().err
     more = _write(tmp_path, {"base": SCENARIO, "grid": {"workload.rate_per_s": [2.0, 3.0]}, "num_seeds": 2})
+    num_first_parts = len(ResultStore(out).parts())  # rows are flushed as points finish: 1 or 2 parts
     assert main(["sweep", str(more), "--out", str(out), "-q", "--resume"]) == 0
     parts = [pd.read_parquet(p) for p in ResultStore(out).parts()]
-    assert [len(p) for p in parts] == [2, 2]
-    assert set(parts[1]["workload.rate_per_s"]) == {3.0}
+    new_rows = pd.concat(parts[num_first_parts:])
+    assert len(new_rows) == 2 and set(new_rows["workload.rate_per_s"]) == {3.0}
+    assert sum(len(p) for p in parts) == 4
+    num_parts = len(parts)
     assert main(["sweep", str(more), "--out", str(out), "-q", "--resume"]) == 0
-    assert len(ResultStore(out).parts()) == 2
+    assert len(ResultStore(out).parts()) == num_parts  # nothing ran again
 
 
 @pytest.mark.parametrize(

@@ -57,8 +57,17 @@ def summary_table(result: SimulationResult) -> Table:
         ("MFU / MBU", f"{_pct(s['mfu_frac'])} / {_pct(s['mbu_frac'])}"),
         ("KV cache peak", _pct(s["kv_peak_frac"])),
         ("preemptions", f"{s['num_preemptions']:,}"),
-        ("wall time", f"{result.wall_s:.2f} s"),
     ]
+    for c in sc.workload.classes:
+        n = c.name
+        rows.append(
+            (
+                f"{n}: done / TTFT p99 / TPOT p99 / SLO met",
+                f"{s[n + '.num_completed']:,} / {_ms(s[n + '.ttft_p99_s'])} / {_ms(s[n + '.tpot_p99_s'])}"
+                f" / {_pct(s[n + '.slo_met_frac'])}",
+            )
+        )
+    rows.append(("wall time", f"{result.wall_s:.2f} s"))
     for key, value in rows:
         table.add_row(key, value)
     return table

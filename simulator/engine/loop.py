@@ -42,8 +42,13 @@ class _Cluster:
 
     def __init__(self, env: _Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
         sched = resolved.scenario.scheduler
+        prioritized = len(set(requests.class_priorities)) > 1
         limits = ReplicaLimits(
-            sched.max_num_seqs, sched.max_num_batched_tokens, sched.chunk_size, sched.batch_wait_s
+            sched.max_num_seqs,
+            sched.max_num_batched_tokens,
+            sched.chunk_size,
+            sched.batch_wait_s,
+            priority_preemption=prioritized and sched.priority_preemption,
         )
         self.env = env
         self.resolved = resolved
@@ -54,6 +59,13 @@ class _Cluster:
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
+        self.log.class_id = requests.class_id
+        self.log.class_names = requests.class_names
+        self.priorities = (
+            None
+            if requests.class_id is None or not prioritized
+            else [requests.class_priorities[k] for k in requests.class_id.tolist()]
+        )
         self.reasons = rejection_reasons(resolved, requests)
         self.steps = StepLog()
         self.itl = ItlLog()
@@ -74,6 +86,8 @@ class _Cluster:
             log.reject_reason[request_id] = reason
             return
         seq = Sequence(request_id, now, int(log.input_tokens[request_id]), int(log.output_tokens[request_id]))
+        if self.priorities is not None:
+            seq.priority = self.priorities[request_id]
         index = self.resolved.router(self.router_ctx, self.replicas, seq)
         self.replicas[index].enqueue(seq)
         wakeup = self.wakeups[index]

@@ -30,6 +30,8 @@ class RequestLog:
     num_preemptions: np.ndarray
     status: np.ndarray
     reject_reason: dict[int, str] = field(default_factory=dict)
+    class_id: np.ndarray | None = None  # request class per request (indexes class_names), or None
+    class_names: tuple[str, ...] = ()
 
     @classmethod
     def empty(cls, arrival_s: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray) -> RequestLog:

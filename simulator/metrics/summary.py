@@ -11,6 +11,7 @@ Definitions (every latency in seconds):
 - ``mfu_frac`` / ``mbu_frac``: FLOPs / bytes moved over what the cluster's GPUs could do at peak
   (dense FLOP/s of the compute dtype, HBM bytes/s) in the duration.
 - ``kv_peak_frac``: the highest KV-block occupancy any replica reached.
+- with request classes (``workload.classes``), per class ``<class>.<key>``: see ``metrics.classes``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from simulator.config import SLOConfig
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
+from simulator.metrics.classes import class_summary
 from simulator.resolve import ResolvedScenario
 
 SUMMARY_KEYS = (
@@ -86,7 +89,14 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **_latencies(records, done),
         **_utilization(resolved, records, duration_s),
         "num_preemptions": int(log.num_preemptions.sum()),
+        **class_summary(log, _class_slos(resolved), duration_s),
     }
+
+
+def _class_slos(resolved: ResolvedScenario) -> dict[str, SLOConfig]:
+    """Each request class's SLO: its own when set, else the scenario's."""
+    scenario = resolved.scenario
+    return {c.name: c.slo or scenario.slo for c in scenario.workload.classes}
 
 
 def _latencies(records: RunRecords, done: np.ndarray) -> dict[str, float]:

@@ -27,7 +27,7 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
     reasons = np.full(len(log.arrival_s), "", dtype=object)
     for i, reason in log.reject_reason.items():
         reasons[i] = reason
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "request_id": np.arange(len(log.arrival_s), dtype=np.int64),
             "arrival_s": log.arrival_s,
@@ -44,6 +44,11 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
             "num_preemptions": log.num_preemptions,
         }
     )
+    if log.class_id is not None:
+        frame.insert(
+            1, "request_class", pd.Series(pd.Categorical.from_codes(log.class_id, pd.Index(log.class_names)))
+        )
+    return frame
 
 
 def steps_frame(records: RunRecords) -> pd.DataFrame:

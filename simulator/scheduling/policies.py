@@ -29,7 +29,9 @@ def vllm_policy(state: ReplicaState) -> BatchPlan:
     A prompt longer than ``max_num_batched_tokens`` is admitted alone, in a step of its own.
     """
     if state.waiting:
-        plan = _admit_prompts(state)
+        plan = BatchPlan()
+        _make_room_for_urgent(state, plan)
+        plan = _admit_prompts(state, plan)
         if plan.prefills:
             return plan
     else:
@@ -37,8 +39,25 @@ def vllm_policy(state: ReplicaState) -> BatchPlan:
     return _decode_all(state, plan)
 
 
-def _admit_prompts(state: ReplicaState) -> BatchPlan:
-    plan = BatchPlan()
+def _make_room_for_urgent(state: ReplicaState, plan: BatchPlan) -> None:
+    """Priority classes: preempt less urgent decoders while the most urgent waiting prompt lacks blocks.
+
+    The victims (youngest of the least urgent first) return to the front of their own, less urgent,
+    class, so the urgent prompt is admitted ahead of them and nothing thrashes.
+    """
+    if not state.limits.priority_preemption or not state.waiting or not state.decode.members:
+        return
+    head = state.waiting[0]
+    kv = state.kv
+    need = kv.num_new_blocks(head.num_blocks, head.num_tokens) + int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
+    while need > kv.num_free_blocks:
+        victim = state.preempt_least_urgent_decoder(head.priority)
+        if victim is None:
+            return
+        plan.preempted.append(victim)
+
+
+def _admit_prompts(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
     limits = state.limits
     kv = state.kv
     watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
@@ -82,9 +101,12 @@ def orca_policy(state: ReplicaState) -> BatchPlan:
     prompts that fit whole in the rest of ``max_num_batched_tokens`` join the same step. A prompt longer
     than the whole budget runs alone once nothing else is running.
     """
-    plan = _decode_all(state, BatchPlan())
+    plan = BatchPlan()
+    _make_room_for_urgent(state, plan)
+    num_urgent_victims = len(plan.preempted)
+    _decode_all(state, plan)
     budget = state.limits.max_num_batched_tokens - plan.num_decode_tokens
-    _admit_waiting(state, plan, budget, chunked=False)
+    _admit_waiting(state, plan, budget, chunked=False, thrashing=len(plan.preempted) > num_urgent_victims)
     return plan
 
 
@@ -96,7 +118,10 @@ def sarathi_policy(state: ReplicaState) -> BatchPlan:
     admitted with chunks of what is left. A long prompt is split over several steps, interleaved with
     decodes, so it no longer stalls them for a whole prefill.
     """
-    plan = _decode_all(state, BatchPlan())
+    plan = BatchPlan()
+    _make_room_for_urgent(state, plan)
+    num_urgent_victims = len(plan.preempted)
+    _decode_all(state, plan)
     limits = state.limits
     budget = (limits.chunk_size or limits.max_num_batched_tokens) - plan.num_decode_tokens
     kv = state.kv
@@ -111,17 +136,19 @@ def sarathi_policy(state: ReplicaState) -> BatchPlan:
         seq.num_blocks += need
         plan.prefills.append((seq, chunk))
         budget -= chunk
-    _admit_waiting(state, plan, budget, chunked=True)
+    _admit_waiting(state, plan, budget, chunked=True, thrashing=len(plan.preempted) > num_urgent_victims)
     return plan
 
 
-def _admit_waiting(state: ReplicaState, plan: BatchPlan, budget: int, *, chunked: bool) -> None:
+def _admit_waiting(
+    state: ReplicaState, plan: BatchPlan, budget: int, *, chunked: bool, thrashing: bool
+) -> None:
     """Admit waiting prompts FCFS into ``plan`` within ``budget`` tokens, sequence slots and KV blocks.
 
-    Nothing is admitted in a step that preempted (as vLLM v1): the evicted sequence would come straight
-    back and thrash the cache.
+    Nothing is admitted in a step whose decodes were short of blocks (``thrashing``, as vLLM v1): the
+    evicted sequence would come straight back and thrash the cache.
     """
-    if plan.preempted:
+    if thrashing:
         return
     limits, kv = state.limits, state.kv
     watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)

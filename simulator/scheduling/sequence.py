@@ -41,6 +41,7 @@ class Sequence:
     last_token_s: float = float("nan")
     finish_s: float = float("nan")
     num_preemptions: int = 0
+    priority: int = 0  # its request class's priority: lower is served first
     # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
     # to date, the step it joined at, and the step at which it will have all its output tokens.
     sync_step: int = 0

@@ -10,13 +10,13 @@ the KV blocks of its whole prompt) or a member of the ``DecodeSet`` (one token p
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from simulator.kv_cache import BlockManager
 from simulator.scheduling.batch import BatchPlan
 from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import SeqStatus, Sequence
+from simulator.scheduling.waiting import WaitingQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class ReplicaLimits:
     max_num_batched_tokens: int
     chunk_size: int | None = None  # chunked-prefill token budget per step (sarathi)
     batch_wait_s: float = 0.0  # static: how long the oldest request may wait for a batch to fill
+    priority_preemption: bool = False  # preempt less urgent decoders to admit a more urgent request
 
 
 @dataclass(slots=True)
@@ -39,7 +40,8 @@ class StepOutcome:
 
 
 class ReplicaState:
-    """Waiting queue (FCFS; preempted sequences return to its front), prefilling list, decode set, KV."""
+    """Waiting queue (most urgent class first, FCFS within a class; preempted sequences return to the
+    front of their class), prefilling list, decode set, KV."""
 
     __slots__ = (
         "decode",
@@ -58,7 +60,7 @@ class ReplicaState:
         self.index = index
         self.kv = kv
         self.limits = limits
-        self.waiting: deque[Sequence] = deque()
+        self.waiting = WaitingQueue()
         self.prefilling: list[Sequence] = []
         self.decode = DecodeSet(kv.block_size)
         self.num_preemptions = 0
@@ -100,6 +102,18 @@ class ReplicaState:
     def preempt_youngest_decoder(self) -> Sequence:
         """Evict the decode set's youngest member by recomputation (vLLM's default preemption)."""
         victim = self.decode.youngest()
+        self.decode.remove(victim)
+        self._to_front_of_queue(victim)
+        return victim
+
+    def preempt_least_urgent_decoder(self, than_priority: int) -> Sequence | None:
+        """Evict the youngest of the least urgent decoders if it is less urgent than ``than_priority``."""
+        victim = None
+        for seq in reversed(self.decode.members):  # youngest first; a tie keeps the younger
+            if seq.priority > than_priority and (victim is None or seq.priority > victim.priority):
+                victim = seq
+        if victim is None:
+            return None
         self.decode.remove(victim)
         self._to_front_of_queue(victim)
         return victim

@@ -43,13 +43,18 @@ class RequestTable:
     ``arrival_s`` is float64 and non-decreasing (all 0.0 for burst and for concurrency, where the
     engine issues them in a closed loop); ``input_tokens`` and ``output_tokens`` are int64 in
     [1, MAX_TOKENS_PER_REQUEST]. ``closed_loop_clients`` is the number of clients kept in flight for
-    ``arrival = concurrency`` and None otherwise. The arrays are made read-only.
+    ``arrival = concurrency`` and None otherwise. With request classes, ``class_id`` (int16) indexes
+    ``class_names`` and ``class_priorities`` per request; without, it is None. The arrays are made
+    read-only.
     """
 
     arrival_s: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     closed_loop_clients: int | None = None
+    class_id: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    class_priorities: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         num = None
@@ -74,21 +79,39 @@ class RequestTable:
             raise ValueError(
                 f"RequestTable.closed_loop_clients = {self.closed_loop_clients} must be >= 1 or None"
             )
+        self._check_classes(num or 0)
         for name in ("arrival_s", "input_tokens", "output_tokens"):
             getattr(self, name).setflags(write=False)
+
+    def _check_classes(self, num: int) -> None:
+        if len(self.class_names) != len(self.class_priorities):
+            raise ValueError("RequestTable.class_names and class_priorities must have the same length")
+        if self.class_id is None:
+            if self.class_names:
+                raise ValueError("RequestTable.class_names is set but class_id is None")
+            return
+        cid = self.class_id
+        if not isinstance(cid, np.ndarray) or cid.dtype != np.int16 or cid.shape != (num,):
+            raise ValueError(f"RequestTable.class_id must be a 1-D int16 array of {num} entries")
+        if num and (cid.min() < 0 or cid.max() >= len(self.class_names)):
+            raise ValueError(f"RequestTable.class_id must index class_names ({len(self.class_names)} names)")
+        cid.setflags(write=False)
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
 
     def to_frame(self) -> pd.DataFrame:
-        """The table as a DataFrame with columns arrival_s, input_tokens, output_tokens."""
-        return pd.DataFrame(
+        """The table as a DataFrame: arrival_s, input_tokens, output_tokens (and request_class)."""
+        frame = pd.DataFrame(
             {
                 "arrival_s": self.arrival_s,
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
             }
         )
+        if self.class_id is not None:
+            frame["request_class"] = pd.Categorical.from_codes(self.class_id, pd.Index(self.class_names))
+        return frame
 
 
 def _check_arrivals(arrival_s: np.ndarray) -> None:
@@ -122,6 +145,12 @@ def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
     For ``arrival = trace`` the lengths come from the trace and ``input_tokens``/``output_tokens``
     (and ``cv``, ``concurrency``) are ignored; ``seed`` is unused since nothing is drawn.
     """
+    if workload.classes:
+        return _mixed(workload, seed)
+    return _build_one(workload, seed, None)
+
+
+def _build_one(workload: WorkloadConfig, seed: int, substream: int | None) -> RequestTable:
     if workload.arrival == "trace":
         return _from_trace(workload)
     num = workload.num_requests
@@ -129,11 +158,27 @@ def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
         raise ConfigError(
             "workload.num_requests", None, f"arrival {workload.arrival!r} needs a request count"
         )
-    input_tokens = sample_lengths(workload.input_tokens, num, stream(seed, "input_lengths"))
-    output_tokens = sample_lengths(workload.output_tokens, num, stream(seed, "output_lengths"))
-    arrival_s = ARRIVAL_GENERATORS[workload.arrival](workload, num, stream(seed, "arrivals"))
+    input_tokens = sample_lengths(workload.input_tokens, num, stream(seed, "input_lengths", substream))
+    output_tokens = sample_lengths(workload.output_tokens, num, stream(seed, "output_lengths", substream))
+    arrival_s = ARRIVAL_GENERATORS[workload.arrival](workload, num, stream(seed, "arrivals", substream))
     clients = workload.concurrency if workload.arrival == "concurrency" else None
     return RequestTable(arrival_s, input_tokens, output_tokens, closed_loop_clients=clients)
+
+
+def _mixed(workload: WorkloadConfig, seed: int) -> RequestTable:
+    """Each class's requests (drawn from its own streams), merged in order of arrival."""
+    parts = [_build_one(c, seed, k) for k, c in enumerate(workload.classes)]
+    class_id = np.concatenate([np.full(len(t), k, dtype=np.int16) for k, t in enumerate(parts)])
+    arrival_s = np.concatenate([t.arrival_s for t in parts])
+    order = np.argsort(arrival_s, kind="stable")  # ties: the earlier class first
+    return RequestTable(
+        arrival_s[order],
+        np.concatenate([t.input_tokens for t in parts])[order],
+        np.concatenate([t.output_tokens for t in parts])[order],
+        class_id=class_id[order],
+        class_names=tuple(c.name for c in workload.classes),
+        class_priorities=tuple(c.priority for c in workload.classes),
+    )
 
 
 def _from_trace(workload: WorkloadConfig) -> RequestTable:
