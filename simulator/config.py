@@ -216,6 +216,33 @@ class LayoutConfig(BaseModel):
     dp: int = Field(1, ge=1, le=4096, description="data-parallel replicas behind the router")
 
 
+class SpeculativeConfig(BaseModel):
+    """Speculative decoding: a draft model proposes tokens that the target verifies in one step."""
+
+    model_config = _FROZEN
+    draft: str = Field(description="catalog model name or HF config.json path of the draft model")
+    num_speculative_tokens: int = Field(4, ge=1, le=16, description="k: draft tokens proposed per step")
+    acceptance_rate: float = Field(
+        0.7, gt=0, lt=1, description="alpha: chance each draft token is accepted (given the ones before)"
+    )
+    acceptance_profile: tuple[float, ...] | None = Field(
+        None, description="per-position acceptance chances (k values in (0, 1]); replaces acceptance_rate"
+    )
+
+    @model_validator(mode="after")
+    def _profile_matches_k(self) -> SpeculativeConfig:
+        profile = self.acceptance_profile
+        if profile is not None:
+            if len(profile) != self.num_speculative_tokens:
+                raise ValueError(
+                    f"acceptance_profile has {len(profile)} values; give one per speculative token "
+                    f"(num_speculative_tokens = {self.num_speculative_tokens})"
+                )
+            if not all(0 < p <= 1 for p in profile):
+                raise ValueError(f"acceptance_profile values must lie in (0, 1]; got {list(profile)}")
+        return self
+
+
 class SchedulerConfig(BaseModel):
     """Per-replica batching (vLLM-style continuous batching) and the cluster router."""
 
@@ -243,6 +270,7 @@ class SchedulerConfig(BaseModel):
     priority_preemption: bool = Field(
         True, description="with request classes: preempt less urgent running work to admit urgent work"
     )
+    speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (off when null)")
     fast_mode: bool = Field(
         True,
         description="price runs of identical decode steps at once (same results as false, which runs "

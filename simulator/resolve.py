@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.config import Scenario
+from simulator.errors import ConfigError, DoesNotFitError
 from simulator.hardware import HardwareProfile, load_hardware
-from simulator.hardware.calibration import find_calibration
-from simulator.memory import MemoryPlan, plan_memory
+from simulator.hardware.calibration import CalibrationTable, find_calibration
+from simulator.memory import MemoryPlan, kv_bytes_per_token_per_gpu, plan_memory, weights_bytes_per_gpu
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
 from simulator.scheduling.routers import Router, get_router
+from simulator.speculative import Pricer, SpeculativeCostModel, expected_tokens_per_step, with_draft
 from simulator.step_cost import CostModel
 from simulator.workload import RequestTable
 
@@ -29,7 +31,7 @@ class ResolvedScenario:
     model: ModelSpec
     hardware: HardwareProfile
     memory: MemoryPlan
-    cost: CostModel
+    cost: Pricer  # a CostModel, or a SpeculativeCostModel with a draft
     policy: ReplicaPolicy
     router: Router
     max_model_len: int
@@ -59,7 +61,10 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
     calibration = find_calibration(hardware.name)
-    cost = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
+    target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
+    cost: Pricer = target
+    if scenario.scheduler.speculative is not None:
+        cost, memory = _with_draft(scenario, hardware, target, memory, calibration)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(
         scenario=scenario,
@@ -99,3 +104,43 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
                 f"{resolved.memory.num_kv_blocks}"
             )
     return reasons
+
+
+def _with_draft(
+    scenario: Scenario,
+    hardware: HardwareProfile,
+    target: CostModel,
+    memory: MemoryPlan,
+    calibration: CalibrationTable | None,
+) -> tuple[SpeculativeCostModel, MemoryPlan]:
+    """The speculative cost model and the memory plan with the draft's weights and KV beside the target's."""
+    spec = scenario.scheduler.speculative
+    assert spec is not None
+    try:
+        draft = load_model(spec.draft)
+    except ConfigError as exc:
+        raise ConfigError("scheduler.speculative.draft", spec.draft, str(exc)) from None
+    tp = scenario.layout.tp
+    precision = scenario.precision
+    try:
+        draft_cost = CostModel.build(draft, hardware, precision, scenario.layout, calibration)
+    except ConfigError as exc:
+        raise ConfigError(
+            "scheduler.speculative.draft", spec.draft, f"a draft that runs at the target's tp={tp} ({exc})"
+        ) from None
+    planned = with_draft(
+        memory,
+        weights_bytes_per_gpu(draft, precision.weights, tp),
+        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp),
+    )
+    if planned.num_kv_blocks < 1:
+        raise DoesNotFitError(
+            f"{scenario.model} with draft {draft.name} at tp={tp} on {hardware.name}",
+            required_bytes=memory.usable_bytes_per_gpu + weights_bytes_per_gpu(draft, precision.weights, tp),
+            available_bytes=memory.usable_bytes_per_gpu,
+            suggestion="a smaller draft, more tensor parallelism or a larger GPU",
+        )
+    model = SpeculativeCostModel(
+        target, draft_cost, spec.num_speculative_tokens, expected_tokens_per_step(spec)
+    )
+    return model, planned

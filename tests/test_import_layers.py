@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "simulator.ops": 2,
     "simulator.memory": 2,
     "simulator.step_cost": 2,
+    "simulator.speculative": 2,
     "simulator.model.costs": 2,
     "simulator.workload.*": 3,
     "simulator.kv_cache": 3,

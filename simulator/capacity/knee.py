@@ -22,7 +22,7 @@ from simulator.config import Scenario, SLOConfig
 from simulator.errors import ConfigError, SimulatorError
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult, simulate
-from simulator.step_cost import CostModel
+from simulator.speculative import Pricer
 
 RATE_ARRIVALS = ("poisson", "gamma", "trace")
 
@@ -207,7 +207,7 @@ def _bracket(run: Callable[[float], RateCheck], start_rate_per_s: float) -> tupl
 
 
 def saturation_batch(
-    cost: CostModel, *, kv_len: int = 0, rise_frac: float = 0.10, max_batch: int = 1 << 16
+    cost: Pricer, *, kv_len: int = 0, rise_frac: float = 0.10, max_batch: int = 1 << 16
 ) -> int:
     """B_sat: the smallest decode batch whose step takes more than (1 + rise_frac) x the batch-1 step.
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from simulator.engine.records import ItlLog, StepLog
 from simulator.scheduling.sequence import Sequence
 from simulator.scheduling.state import ReplicaState
-from simulator.step_cost import BatchShape, CostModel
+from simulator.speculative import Pricer
+from simulator.step_cost import BatchShape
 
 MAX_RUN_STEPS = 4096
 """Longest run priced at once (bounds the work thrown away when an arrival cuts a run short)."""
@@ -37,7 +38,7 @@ class DecodeRun:
 
 
 def plan_decode_run(
-    state: ReplicaState, cost_model: CostModel, overhead_s: float, start_s: float, horizon_s: float
+    state: ReplicaState, cost_model: Pricer, overhead_s: float, start_s: float, horizon_s: float
 ) -> DecodeRun | None:
     """The run that starts with the decode step the policy just planned; None when it is one step.
 
