@@ -97,6 +97,16 @@ class SLOConfig(BaseModel):
     )
 
 
+class PrefixConfig(BaseModel):
+    """Shared prompt prefixes (system prompts): each request starts with one of ``num_prefixes``."""
+
+    model_config = _FROZEN
+    num_prefixes: int = Field(1, ge=1, le=1_000_000, description="distinct prefixes")
+    tokens: int = Field(ge=1, le=MAX_TOKENS_PER_REQUEST, description="tokens of each prefix")
+    popularity: Literal["uniform", "zipf"] = Field("uniform", description="how requests pick a prefix")
+    zipf_exponent: float = Field(1.0, gt=0, le=10, description="zipf: P(rank r) ~ 1 / r^exponent")
+
+
 ArrivalKind = Literal["poisson", "gamma", "burst", "concurrency", "trace"]
 
 
@@ -123,6 +133,9 @@ class WorkloadConfig(BaseModel):
     input_tokens: LengthSpec = 512
     output_tokens: LengthSpec = 128
     trace: str | None = Field(None, description="bundled trace name (azure-conv-2023) or a CSV path")
+    prefix: PrefixConfig | None = Field(
+        None, description="shared prefixes: each prompt is a prefix plus input_tokens of its own"
+    )
     classes: tuple[RequestClassConfig, ...] = Field(
         (),
         description="request classes, each with its own arrivals, lengths, priority and SLO (replaces "
@@ -249,7 +262,8 @@ class SchedulerConfig(BaseModel):
     model_config = _FROZEN
     policy: str = Field("vllm", description="replica batching policy: vllm, orca, sarathi, static")
     router: str = Field(
-        "round_robin", description="round_robin, least_outstanding, random, least_kv, power_of_two"
+        "round_robin",
+        description="round_robin, least_outstanding, random, least_kv, power_of_two, prefix_affinity",
     )
     max_num_seqs: int = Field(256, ge=1, le=65536, description="sequences in one step at most")
     max_num_batched_tokens: int = Field(8192, ge=1, le=1_048_576, description="tokens in one step at most")
@@ -271,6 +285,9 @@ class SchedulerConfig(BaseModel):
         True, description="with request classes: preempt less urgent running work to admit urgent work"
     )
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (off when null)")
+    prefix_caching: bool = Field(
+        True, description="keep the KV blocks of shared prefixes for later requests (LRU eviction)"
+    )
     fast_mode: bool = Field(
         True,
         description="price runs of identical decode steps at once (same results as false, which runs "

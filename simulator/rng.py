@@ -15,6 +15,7 @@ PURPOSES: tuple[str, ...] = (
     "routing",
     "experts",
     "sampling",
+    "prefixes",
 )
 
 

@@ -183,7 +183,9 @@ def _check_invariants(result: SimulationResult) -> None:
     assert sum(itl.count) == (fin["output_tokens"] - 1).sum()
     gap_total = float(np.dot(np.asarray(itl.gap_s), np.asarray(itl.count, dtype=np.float64)))
     assert gap_total == pytest.approx((fin["finish_s"] - fin["first_token_s"]).sum(), rel=1e-9, abs=1e-9)
-    recomputed = steps["num_prefill_tokens"].sum() - fin["input_tokens"].sum()
+    # prompt tokens are computed, or read from the prefix cache, once each, plus what preemption redoes
+    computed = steps["num_prefill_tokens"].sum() + result.records.prefix_hit_tokens
+    recomputed = computed - fin["input_tokens"].sum()
     assert recomputed >= 0 and (recomputed == 0) == (summary["num_preemptions"] == 0)
     assert summary["num_preemptions"] == req["num_preemptions"].sum() == steps["num_preempted"].sum()
     assert (steps["kv_used_blocks"] <= result.resolved.memory.num_kv_blocks).all()
@@ -227,6 +229,9 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
     }
     if draw(st.booleans()):
         scheduler["max_model_len"] = draw(st.integers(64, 1024))
+    if draw(st.booleans()):  # shared prefixes: cached, hit, evicted
+        workload["prefix"] = {"num_prefixes": draw(st.integers(1, 4)), "tokens": draw(st.integers(1, 300))}
+        scheduler["router"] = draw(st.sampled_from([scheduler["router"], "prefix_affinity"]))
     if arrival != "concurrency" and draw(st.booleans()):  # a second, less urgent class: a batch backlog
         batch = {"name": "batch", "priority": 1, "arrival": "burst", "num_requests": draw(st.integers(1, 20))}
         workload = {"classes": [{"name": "chat", **workload}, batch]}

@@ -136,7 +136,14 @@ def test_random_and_power_of_two_are_seeded_and_spread_the_load() -> None:
     ctx = RouterContext(rng=np.random.default_rng(3))
     assert {power_of_two(ctx, busy, seq) for _ in range(20)} == {1}
     assert power_of_two(ctx, busy[:1], seq) == 0
-    assert set(ROUTERS) == {"round_robin", "least_outstanding", "random", "least_kv", "power_of_two"}
+    assert set(ROUTERS) == {
+        "round_robin",
+        "least_outstanding",
+        "random",
+        "least_kv",
+        "power_of_two",
+        "prefix_affinity",
+    }
 
 
 def _mixed_run(policy: str) -> dict[str, float]:

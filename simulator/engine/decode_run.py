@@ -107,6 +107,5 @@ def apply_decode_run(
         itl.gap_s.append(gap_s)
         itl.count.append(count)
     for seq in finished:
-        kv.free(seq.num_blocks)
-        seq.num_blocks = 0
+        state.release(seq)
     return finished

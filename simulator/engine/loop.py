@@ -52,10 +52,13 @@ class _Cluster:
         )
         self.env = env
         self.resolved = resolved
+        caching = sched.prefix_caching and requests.prefix_id is not None
         self.replicas = [
-            ReplicaState(i, BlockManager(resolved.memory.num_kv_blocks, sched.block_size), limits)
+            ReplicaState(i, BlockManager(resolved.memory.num_kv_blocks, sched.block_size, caching), limits)
             for i in range(resolved.num_replicas)
         ]
+        self.prefix_id = None if requests.prefix_id is None else requests.prefix_id.tolist()
+        self.prefix_tokens = None if requests.prefix_tokens is None else requests.prefix_tokens.tolist()
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
@@ -88,6 +91,9 @@ class _Cluster:
         seq = Sequence(request_id, now, int(log.input_tokens[request_id]), int(log.output_tokens[request_id]))
         if self.priorities is not None:
             seq.priority = self.priorities[request_id]
+        if self.prefix_id is not None and self.prefix_tokens is not None:
+            seq.prefix_id = self.prefix_id[request_id]
+            seq.prefix_tokens = self.prefix_tokens[request_id]
         index = self.resolved.router(self.router_ctx, self.replicas, seq)
         self.replicas[index].enqueue(seq)
         wakeup = self.wakeups[index]
@@ -285,5 +291,7 @@ def run_engine(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords
         num_replicas=len(cluster.replicas),
         num_kv_blocks=resolved.memory.num_kv_blocks,
         kv_peak_used_blocks=[s.kv.peak_used_blocks for s in cluster.replicas],
+        prefix_tokens=sum(s.kv.prefixes.num_prefix_tokens for s in cluster.replicas if s.kv.prefixes),
+        prefix_hit_tokens=sum(s.kv.prefixes.num_hit_tokens for s in cluster.replicas if s.kv.prefixes),
         end_s=float(env.now),
     )

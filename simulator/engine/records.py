@@ -106,3 +106,5 @@ class RunRecords:
     num_kv_blocks: int
     kv_peak_used_blocks: list[int]
     end_s: float
+    prefix_tokens: int = 0  # prefix tokens of admitted prompts (with prefix caching on)
+    prefix_hit_tokens: int = 0  # of which read from the prefix cache instead of computed

@@ -11,6 +11,8 @@ Definitions (every latency in seconds):
 - ``mfu_frac`` / ``mbu_frac``: FLOPs / bytes moved over what the cluster's GPUs could do at peak
   (dense FLOP/s of the compute dtype, HBM bytes/s) in the duration.
 - ``kv_peak_frac``: the highest KV-block occupancy any replica reached.
+- ``prefix_hit_frac``: of the shared-prefix tokens of the prompts admitted (recomputations included),
+  the fraction read from the prefix cache instead of computed (NaN without prefixes).
 - with request classes (``workload.classes``), per class ``<class>.<key>``: see ``metrics.classes``.
 """
 
@@ -89,6 +91,9 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **_latencies(records, done),
         **_utilization(resolved, records, duration_s),
         "num_preemptions": int(log.num_preemptions.sum()),
+        "prefix_hit_frac": records.prefix_hit_tokens / records.prefix_tokens
+        if records.prefix_tokens
+        else float("nan"),
         **class_summary(log, _class_slos(resolved), duration_s),
     }
 

@@ -89,7 +89,7 @@ class DecodeSet:
             seq.num_output_tokens += k
             seq.num_computed_tokens += k
             seq.last_token_s = self.last_step_end_s
-            seq.num_blocks = -(-seq.num_computed_tokens // self.block_size)
+            seq.num_blocks = -(-seq.num_computed_tokens // self.block_size) - seq.num_shared_blocks
             seq.sync_step = self.step
 
     def add(self, seq: Sequence) -> None:

@@ -28,6 +28,7 @@ def vllm_policy(state: ReplicaState) -> BatchPlan:
     decodes one token, preempting the youngest by recomputation while blocks are short.
     A prompt longer than ``max_num_batched_tokens`` is admitted alone, in a step of its own.
     """
+    state.unpin_waiting()
     if state.waiting:
         plan = BatchPlan()
         _make_room_for_urgent(state, plan)
@@ -49,7 +50,10 @@ def _make_room_for_urgent(state: ReplicaState, plan: BatchPlan) -> None:
         return
     head = state.waiting[0]
     kv = state.kv
-    need = kv.num_new_blocks(head.num_blocks, head.num_tokens) + int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
+    state.use_cached_prefix(head)
+    need = kv.num_new_blocks(head.num_held_blocks, head.num_tokens) + int(
+        ADMISSION_WATERMARK_FRAC * kv.num_blocks
+    )
     while need > kv.num_free_blocks:
         victim = state.preempt_least_urgent_decoder(head.priority)
         if victim is None:
@@ -65,10 +69,11 @@ def _admit_prompts(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
     num_seqs = state.num_running
     while state.waiting and num_seqs < limits.max_num_seqs:
         seq = state.waiting[0]
+        state.use_cached_prefix(seq)
         num_new = seq.num_uncomputed_tokens
         if plan.prefills and num_new > budget:
             break
-        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
+        need = kv.num_new_blocks(seq.num_held_blocks, seq.num_tokens)
         if need + watermark > kv.num_free_blocks and (state.num_running or plan.prefills):
             break
         if need > kv.num_free_blocks:
@@ -84,7 +89,7 @@ def _decode_all(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
     """Every decoding sequence computes one token; preempt the youngest while blocks are short."""
     decode = state.decode
     kv = state.kv
-    while decode.members and decode.num_new_blocks() > kv.num_free_blocks:
+    while decode.members and not state.has_free_blocks(decode.num_new_blocks()):
         plan.preempted.append(state.preempt_youngest_decoder())
     if decode.members:
         kv.allocate(decode.num_new_blocks())
@@ -101,6 +106,7 @@ def orca_policy(state: ReplicaState) -> BatchPlan:
     prompts that fit whole in the rest of ``max_num_batched_tokens`` join the same step. A prompt longer
     than the whole budget runs alone once nothing else is running.
     """
+    state.unpin_waiting()
     plan = BatchPlan()
     _make_room_for_urgent(state, plan)
     num_urgent_victims = len(plan.preempted)
@@ -118,6 +124,7 @@ def sarathi_policy(state: ReplicaState) -> BatchPlan:
     admitted with chunks of what is left. A long prompt is split over several steps, interleaved with
     decodes, so it no longer stalls them for a whole prefill.
     """
+    state.unpin_waiting()
     plan = BatchPlan()
     _make_room_for_urgent(state, plan)
     num_urgent_victims = len(plan.preempted)
@@ -129,8 +136,8 @@ def sarathi_policy(state: ReplicaState) -> BatchPlan:
         if budget <= 0:
             break
         chunk = min(seq.num_uncomputed_tokens, budget)
-        need = kv.num_new_blocks(seq.num_blocks, seq.num_computed_tokens + chunk)
-        if need > kv.num_free_blocks:
+        need = kv.num_new_blocks(seq.num_held_blocks, seq.num_computed_tokens + chunk)
+        if not state.has_free_blocks(need):
             break
         kv.allocate(need)
         seq.num_blocks += need
@@ -155,12 +162,13 @@ def _admit_waiting(
     num_seqs = state.num_running
     while state.waiting and num_seqs < limits.max_num_seqs and budget > 0:
         seq = state.waiting[0]
+        state.use_cached_prefix(seq)
         num_new = seq.num_uncomputed_tokens
         if chunked:
             num_new = min(num_new, budget)
         elif num_new > budget and (num_seqs or plan.prefills):
             break  # a prompt over the budget runs alone, once nothing else runs
-        need = kv.num_new_blocks(seq.num_blocks, seq.num_computed_tokens + num_new)
+        need = kv.num_new_blocks(seq.num_held_blocks, seq.num_computed_tokens + num_new)
         if need + (watermark if num_seqs else 0) > kv.num_free_blocks:
             break
         state.admit(seq, need)
@@ -178,6 +186,7 @@ def static_policy(state: ReplicaState) -> BatchPlan:
     finish stay in the batch as padding rows (they are still computed, and read their KV) until the
     longest ends; nobody joins a running batch.
     """
+    state.unpin_waiting()
     batch = state.static_batch
     if batch and (state.prefilling or state.decode.members):
         return _decode_static_batch(state, batch)
@@ -199,11 +208,12 @@ def _form_static_batch(state: ReplicaState) -> BatchPlan:
     kv, limits = state.kv, state.limits
     while state.waiting and len(plan.prefills) < limits.max_num_seqs:
         seq = state.waiting[0]
+        state.use_cached_prefix(seq)
         prompt = seq.num_uncomputed_tokens
-        need = kv.num_new_blocks(seq.num_blocks, seq.num_tokens)
+        need = kv.num_new_blocks(seq.num_held_blocks, seq.num_tokens)
         # the KV peaks at prompt + output - 1 tokens (the last sampled token is never computed)
         peak = kv.blocks_for(seq.num_prompt_tokens + seq.max_output_tokens - 1)
-        reserve = max(0, peak - need - seq.num_blocks)
+        reserve = max(0, peak - need - seq.num_held_blocks)
         if need + reserve > kv.num_free_blocks:
             break
         state.admit(seq, need)

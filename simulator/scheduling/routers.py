@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,7 @@ class RouterContext:
 
     rng: np.random.Generator
     counter: int = 0
+    homes: dict[int, int] = field(default_factory=dict)  # prefix_affinity: prefix id -> its replica
 
 
 Router = Callable[[RouterContext, SequenceOf[ReplicaState], Sequence], int]
@@ -69,12 +70,29 @@ def power_of_two(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Se
     return b if replicas[b].num_outstanding < replicas[a].num_outstanding else a
 
 
+def prefix_affinity(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """Send a prefix where it went before (its KV is likely cached there), unless that replica is
+    overloaded (more than twice the least loaded replica's outstanding requests, plus 4); otherwise,
+    and for requests without a prefix, the least outstanding replica, which becomes the prefix's home.
+    """
+    home = ctx.homes.get(seq.prefix_id) if seq.prefix_id >= 0 else None
+    if home is not None:
+        low = min(r.num_outstanding for r in replicas)
+        if replicas[home].num_outstanding <= 2 * low + 4:
+            return home
+    index = least_outstanding(ctx, replicas, seq)
+    if seq.prefix_id >= 0:
+        ctx.homes[seq.prefix_id] = index
+    return index
+
+
 ROUTERS: dict[str, Router] = {
     "round_robin": round_robin,
     "least_outstanding": least_outstanding,
     "random": random_router,
     "least_kv": least_kv,
     "power_of_two": power_of_two,
+    "prefix_affinity": prefix_affinity,
 }
 
 

@@ -42,6 +42,9 @@ class Sequence:
     finish_s: float = float("nan")
     num_preemptions: int = 0
     priority: int = 0  # its request class's priority: lower is served first
+    prefix_id: int = -1  # a shared prefix (system prompt) it starts with, -1 for none
+    prefix_tokens: int = 0  # that prefix's length (part of num_prompt_tokens)
+    num_shared_blocks: int = 0  # blocks of a cached prefix it references (not in num_blocks)
     # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
     # to date, the step it joined at, and the step at which it will have all its output tokens.
     sync_step: int = 0
@@ -52,6 +55,11 @@ class Sequence:
     def num_tokens(self) -> int:
         """Prompt plus generated tokens."""
         return self.num_prompt_tokens + self.num_output_tokens
+
+    @property
+    def num_held_blocks(self) -> int:
+        """Blocks whose KV it reads: its own and those of a cached prefix it shares."""
+        return self.num_blocks + self.num_shared_blocks
 
     @property
     def num_uncomputed_tokens(self) -> int:

@@ -50,6 +50,7 @@ class ReplicaState:
         "limits",
         "now_s",
         "num_preemptions",
+        "pinned",
         "prefilling",
         "static_batch",
         "static_reserved_blocks",
@@ -65,6 +66,7 @@ class ReplicaState:
         self.decode = DecodeSet(kv.block_size)
         self.num_preemptions = 0
         self.now_s = 0.0  # the engine's clock when it asks the policy for a plan
+        self.pinned: list[Sequence] = []  # waiting sequences holding a cached prefix (see use_cached_prefix)
         # Static batching: the batch being served (finished members stay as padding until it ends)
         # and the KV blocks reserved for its members' outputs, not yet handed to the decode set.
         self.static_batch: list[Sequence] = []
@@ -91,10 +93,79 @@ class ReplicaState:
         seq.status = SeqStatus.WAITING
         self.waiting.append(seq)
 
+    def use_cached_prefix(self, seq: Sequence) -> None:
+        """Before admitting ``seq``: share the cached blocks of its prefix and skip computing them.
+
+        Called when ``seq`` is at the head of the queue; it keeps the reference while it waits there.
+        At least one prompt token is always left to compute (the step that samples the first token).
+        """
+        kv = self.kv
+        if seq.prefix_id < 0 or seq.num_shared_blocks or seq.num_computed_tokens or kv.prefixes is None:
+            return
+        usable = min(kv.cached_prefix_blocks(seq.prefix_id), (seq.num_tokens - 1) // kv.block_size)
+        if usable <= 0:
+            return
+        kv.acquire_prefix(seq.prefix_id)
+        seq.num_shared_blocks = usable
+        seq.num_computed_tokens = usable * kv.block_size
+        self.pinned.append(seq)
+
+    def has_free_blocks(self, num_blocks: int) -> bool:
+        """Whether ``num_blocks`` are free, after releasing waiting sequences' cached prefixes if not."""
+        if num_blocks > self.kv.num_free_blocks and self.pinned:
+            self.unpin_waiting(keep_head=False)
+        return num_blocks <= self.kv.num_free_blocks
+
+    def unpin_waiting(self, keep_head: bool = True) -> None:
+        """Release the cached prefixes of waiting sequences (but the head's, with ``keep_head``).
+
+        A policy calls this first: a sequence pushed back (a preempted one went to the front) must not
+        keep blocks pinned that the new head may need; running sequences short of blocks release all.
+        """
+        if not self.pinned:
+            return
+        head = self.waiting[0] if self.waiting and keep_head else None
+        keep = []
+        for seq in self.pinned:
+            if seq.status is not SeqStatus.WAITING:
+                continue  # admitted since
+            if seq is head:
+                keep.append(seq)
+                continue
+            self.kv.release_prefix(seq.prefix_id)
+            seq.num_shared_blocks = 0
+            seq.num_computed_tokens = 0
+        self.pinned = keep
+
+    def cache_prefix(self, seq: Sequence) -> None:
+        """After ``seq`` computed its prompt: its prefix's full blocks join the cache (if not there)."""
+        kv = self.kv
+        if seq.prefix_id < 0 or seq.num_shared_blocks or kv.prefixes is None:
+            return
+        if kv.cached_prefix_blocks(seq.prefix_id):
+            return  # computed alongside another sequence that cached it first: keeps its own copy
+        num_blocks = min(seq.prefix_tokens, seq.num_computed_tokens) // kv.block_size
+        if num_blocks:
+            kv.insert_prefix(seq.prefix_id, num_blocks)
+            seq.num_blocks -= num_blocks
+            seq.num_shared_blocks = num_blocks
+
+    def release(self, seq: Sequence) -> None:
+        """Free the blocks ``seq`` holds (finished or preempted); its cached prefix stays resident."""
+        self.kv.free(seq.num_blocks)
+        seq.num_blocks = 0
+        if seq.num_shared_blocks:
+            self.kv.release_prefix(seq.prefix_id)
+            seq.num_shared_blocks = 0
+
     def admit(self, seq: Sequence, num_blocks: int) -> None:
         """Move the head of the waiting queue to prefilling, holding ``num_blocks`` more blocks."""
         self.kv.allocate(num_blocks)
         seq.num_blocks += num_blocks
+        cache = self.kv.prefixes
+        if cache is not None and seq.prefix_id >= 0:
+            cache.num_prefix_tokens += seq.prefix_tokens
+            cache.num_hit_tokens += min(seq.prefix_tokens, seq.num_shared_blocks * self.kv.block_size)
         seq.status = SeqStatus.RUNNING
         self.waiting.popleft()
         self.prefilling.append(seq)
@@ -119,8 +190,7 @@ class ReplicaState:
         return victim
 
     def _to_front_of_queue(self, victim: Sequence) -> None:
-        self.kv.free(victim.num_blocks)
-        victim.num_blocks = 0
+        self.release(victim)
         victim.num_computed_tokens = 0
         victim.num_preemptions += 1
         victim.status = SeqStatus.WAITING
@@ -139,8 +209,7 @@ def apply_step(state: ReplicaState, plan: BatchPlan, now_s: float) -> StepOutcom
     out = StepOutcome()
     if plan.decode:
         for seq in state.decode.advance(now_s, out.itl_groups):
-            state.kv.free(seq.num_blocks)
-            seq.num_blocks = 0
+            state.release(seq)
             out.finished.append(seq)
     if not plan.prefills:
         return out
@@ -151,6 +220,7 @@ def apply_step(state: ReplicaState, plan: BatchPlan, now_s: float) -> StepOutcom
         if seq.num_computed_tokens < seq.num_tokens:
             continue
         done.add(id(seq))
+        state.cache_prefix(seq)
         if seq.num_output_tokens == 0:
             seq.first_token_s = now_s
             out.num_first_tokens += 1
@@ -161,8 +231,7 @@ def apply_step(state: ReplicaState, plan: BatchPlan, now_s: float) -> StepOutcom
         if seq.num_output_tokens >= seq.max_output_tokens:
             seq.status = SeqStatus.FINISHED
             seq.finish_s = now_s
-            state.kv.free(seq.num_blocks)
-            seq.num_blocks = 0
+            state.release(seq)
             out.finished.append(seq)
         else:
             state.decode.add(seq)

@@ -23,7 +23,7 @@ arrival times and the input lengths unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from simulator.errors import ConfigError
 from simulator.rng import stream
 from simulator.workload.arrivals import ARRIVAL_GENERATORS, rescale_to_rate
 from simulator.workload.lengths import sample_lengths
+from simulator.workload.prefixes import PREFIX_ID_STRIDE, sample_prefix_ids
 from simulator.workload.traces import load_trace
 
 
@@ -55,6 +56,8 @@ class RequestTable:
     class_id: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     class_priorities: tuple[int, ...] = ()
+    prefix_id: np.ndarray | None = None  # int32 per request, -1 for none; None without prefixes
+    prefix_tokens: np.ndarray | None = None  # int64 per request: its prefix's part of input_tokens
 
     def __post_init__(self) -> None:
         num = None
@@ -80,8 +83,21 @@ class RequestTable:
                 f"RequestTable.closed_loop_clients = {self.closed_loop_clients} must be >= 1 or None"
             )
         self._check_classes(num or 0)
+        self._check_prefixes(num or 0)
         for name in ("arrival_s", "input_tokens", "output_tokens"):
             getattr(self, name).setflags(write=False)
+
+    def _check_prefixes(self, num: int) -> None:
+        if (self.prefix_id is None) != (self.prefix_tokens is None):
+            raise ValueError("RequestTable.prefix_id and prefix_tokens must be given together")
+        if self.prefix_id is None or self.prefix_tokens is None:
+            return
+        if self.prefix_id.shape != (num,) or self.prefix_tokens.shape != (num,):
+            raise ValueError(f"RequestTable.prefix_id and prefix_tokens must have {num} entries")
+        if np.any(self.prefix_tokens < 0) or np.any(self.prefix_tokens >= self.input_tokens):
+            raise ValueError("RequestTable.prefix_tokens must lie in [0, input_tokens)")
+        self.prefix_id.setflags(write=False)
+        self.prefix_tokens.setflags(write=False)
 
     def _check_classes(self, num: int) -> None:
         if len(self.class_names) != len(self.class_priorities):
@@ -111,6 +127,9 @@ class RequestTable:
         )
         if self.class_id is not None:
             frame["request_class"] = pd.Categorical.from_codes(self.class_id, pd.Index(self.class_names))
+        if self.prefix_id is not None:
+            frame["prefix_id"] = self.prefix_id
+            frame["prefix_tokens"] = self.prefix_tokens
         return frame
 
 
@@ -151,6 +170,22 @@ def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
 
 
 def _build_one(workload: WorkloadConfig, seed: int, substream: int | None) -> RequestTable:
+    table = _unprefixed(workload, seed, substream)
+    prefix = workload.prefix
+    if prefix is None:
+        return table
+    prefix_id = sample_prefix_ids(prefix, len(table), stream(seed, "prefixes", substream))
+    if substream:
+        prefix_id += substream * PREFIX_ID_STRIDE
+    return replace(
+        table,
+        input_tokens=table.input_tokens + prefix.tokens,
+        prefix_id=prefix_id,
+        prefix_tokens=np.full(len(table), prefix.tokens, dtype=np.int64),
+    )
+
+
+def _unprefixed(workload: WorkloadConfig, seed: int, substream: int | None) -> RequestTable:
     if workload.arrival == "trace":
         return _from_trace(workload)
     num = workload.num_requests
@@ -171,14 +206,24 @@ def _mixed(workload: WorkloadConfig, seed: int) -> RequestTable:
     class_id = np.concatenate([np.full(len(t), k, dtype=np.int16) for k, t in enumerate(parts)])
     arrival_s = np.concatenate([t.arrival_s for t in parts])
     order = np.argsort(arrival_s, kind="stable")  # ties: the earlier class first
+    prefix_id = prefix_tokens = None
+    if any(t.prefix_id is not None for t in parts):
+        prefix_id = np.concatenate([_or_none(t.prefix_id, len(t), -1) for t in parts])[order]
+        prefix_tokens = np.concatenate([_or_none(t.prefix_tokens, len(t), 0) for t in parts])[order]
     return RequestTable(
         arrival_s[order],
         np.concatenate([t.input_tokens for t in parts])[order],
         np.concatenate([t.output_tokens for t in parts])[order],
+        prefix_id=prefix_id,
+        prefix_tokens=prefix_tokens,
         class_id=class_id[order],
         class_names=tuple(c.name for c in workload.classes),
         class_priorities=tuple(c.priority for c in workload.classes),
     )
+
+
+def _or_none(column: np.ndarray | None, num: int, fill: int) -> np.ndarray:
+    return column if column is not None else np.full(num, fill, dtype=np.int32 if fill < 0 else np.int64)
 
 
 def _from_trace(workload: WorkloadConfig) -> RequestTable:
