@@ -12,7 +12,7 @@ import numpy as np
 
 from simulator.config import Scenario
 from simulator.hardware import HardwareProfile, load_hardware
-from simulator.hardware.calibration import find_calibration
+from simulator.hardware.calibration import calibration_for
 from simulator.memory import MemoryPlan, plan_memory
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
@@ -53,12 +53,13 @@ class ResolvedScenario:
 def resolve(scenario: Scenario) -> ResolvedScenario:
     """Load the model and hardware, check the layout and memory fit, build the cost model.
 
-    The cost model uses ``hardware_profiles/calibration/<hardware name>.json`` when that table exists.
+    The cost model uses the calibration table of the hardware when there is one (``calibration_for``:
+    beside a profile given as a path, else ``hardware_profiles/calibration/<hardware name>.json``).
     """
     model = load_model(scenario.model)
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
-    calibration = find_calibration(hardware.name)
+    calibration = calibration_for(scenario.hardware, hardware.name)
     cost = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(

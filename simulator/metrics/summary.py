@@ -11,6 +11,9 @@ Definitions (every latency in seconds):
 - ``mfu_frac`` / ``mbu_frac``: FLOPs / bytes moved over what the cluster's GPUs could do at peak
   (dense FLOP/s of the compute dtype, HBM bytes/s) in the duration.
 - ``kv_peak_frac``: the highest KV-block occupancy any replica reached.
+- ``calibrated``: whether step times came from a measured calibration table (``trilemma calibrate``)
+  rather than the profile's spec sheet and constant derating; ``calibration_source``: the table's
+  source, or ``"spec-only"``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,15 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **_latencies(records, done),
         **_utilization(resolved, records, duration_s),
         "num_preemptions": int(log.num_preemptions.sum()),
+        **calibration_keys(resolved),
+    }
+
+
+def calibration_keys(resolved: ResolvedScenario) -> dict[str, Any]:
+    """Whether the prediction is calibrated (from a measured table) or spec-only, and from what."""
+    return {
+        "calibrated": resolved.cost.calibrated,
+        "calibration_source": resolved.cost.calibration_source or "spec-only",
     }
 
 
