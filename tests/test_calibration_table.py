@@ -237,3 +237,17 @@ def test_a_scenario_says_whether_it_is_calibrated(tmp_path: Path, capsys: pytest
     assert "calibrated: synthetic test table" in capsys.readouterr().out
     assert main(args) == 0
     assert "spec-only" in capsys.readouterr().out
+
+
+def test_the_committed_cpu_measurements_fit_better_than_spec_only() -> None:
+    """The full suite measured on the development CPU (tests/data/calibration): real data, no JAX needed."""
+    from calibration.evaluate import calibrate, error_summary
+    from calibration.fit import check_raw
+
+    path = Path(__file__).parent / "data" / "calibration" / "cpu-x86-64-raw.json"
+    raw = check_raw(json.loads(path.read_text(encoding="utf-8")), str(path))
+    result = calibrate(raw, "cpu-dev")
+    assert result.table.driver == raw["driver"] and len(result.steps) == len(raw["steps"]) == 8
+    summary = error_summary(result.steps)
+    assert summary["median_after_pct"] < summary["median_before_pct"] / 2
+    assert summary["worst_after_pct"] < summary["worst_before_pct"]
