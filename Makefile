@@ -21,8 +21,8 @@ run: $(VENV)/.installed
 	$(BIN)/trilemma run
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check simulator tests
-	$(BIN)/ruff format --check simulator tests
+	$(BIN)/ruff check simulator tests calibration
+	$(BIN)/ruff format --check simulator tests calibration
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -70,7 +70,7 @@ def cpu_profile(raw: dict[str, Any], name: str, peaks: dict[str, float], bandwid
         mem_bytes = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         mem_bytes = 16e9
-    measured = f"measured by trilemma calibrate on {raw['device']} ({raw['date']})"
+    measured = f"measured by trilemma calibrate on {raw['device']}, {raw['driver']} ({raw['date']})"
     fields = (
         "hbm_bytes",
         "hbm_bandwidth_bytes_per_s",
@@ -95,7 +95,7 @@ def cpu_profile(raw: dict[str, Any], name: str, peaks: dict[str, float], bandwid
         sources[f] = _PLACEHOLDER
     return HardwareProfile(
         name=name,
-        display_name=f"CPU ({platform.processor() or platform.machine()}) via JAX",
+        display_name=f"{raw['driver'].removeprefix('cpu: ')} ({platform.machine()}) via JAX",
         vendor="other",
         hbm_bytes=mem_bytes,
         hbm_bandwidth_bytes_per_s=bandwidth,
@@ -163,17 +163,45 @@ def error_summary(rows: list[StepError]) -> dict[str, float]:
     }
 
 
+# JAX device kinds -> bundled profile names; the first pattern found in the device kind wins. PCIe and
+# NVL parts have other clocks, power and memory than the SXM/OAM profiles: they get no default.
+DEVICE_PROFILES = (
+    ("H100 PCIe", None),
+    ("H100 NVL", None),
+    ("H100", "h100-sxm"),
+    ("H200 NVL", None),
+    ("H200", "h200-sxm"),
+    ("B300", "b300"),
+    ("B200", "b200"),
+    ("A100-PCIE", None),
+    ("A100", "a100-sxm"),
+    ("MI300X", "mi300x"),
+)
+
+
+def profile_for_device(device: str) -> str | None:
+    """The bundled profile a JAX device kind is, or None when there is none to assume."""
+    for pattern, name in DEVICE_PROFILES:
+        if pattern.lower() in device.lower():
+            return name
+    return None
+
+
 def calibrate(raw: dict[str, Any], profile: str | None) -> Calibration:
-    """Fit ``raw``: against the named profile's spec roofline, or (``profile`` None or not a bundled
-    name, on a CPU backend) against a CPU profile built from the measurements."""
+    """Fit ``raw``: against the named profile's spec roofline (on an accelerator, ``profile`` None: the
+    profile of the detected device), or, on a CPU backend with ``profile`` None or ``cpu-*``, against a
+    CPU profile built from the measurements."""
     if raw["backend"] == "cpu" and (profile is None or profile.startswith("cpu")):
         peaks, bandwidth = measured_roofline(raw)
         hardware = cpu_profile(raw, profile or cpu_profile_name(), peaks, bandwidth)
         new = True
         source = f"trilemma calibrate on {raw['device']} ({raw['backend']}, jax {raw['jax_version']})"
     else:
+        profile = profile or profile_for_device(raw["device"])
         if profile is None:
-            raise ConfigError("--profile", None, "a GPU calibration needs a profile name, e.g. h100-sxm")
+            raise ConfigError(
+                "--profile", None, f"a bundled profile name for device {raw['device']!r}, e.g. h100-sxm"
+            )
         hardware, new = load_hardware(profile), False
         peaks, bandwidth = dict(hardware.peak_flops_per_s), hardware.hbm_bandwidth_bytes_per_s
         source = f"trilemma calibrate on {raw['device']} ({raw['backend']}, jax {raw['jax_version']})"

@@ -1,6 +1,6 @@
 """The fitting half: raw measurements -> efficiency curves -> a calibration table (and a CPU profile).
 
-    python -m calibration.fit raw.json [--profile NAME] [--out DIR]
+    python -m calibration.fit raw.json [more.json ...] [--profile NAME] [--out DIR]
 
 Efficiency of a measurement = roofline time / kernel time, roofline time = max(flops / peak(dtype),
 bytes / bandwidth), kernel time = measured time less the per-call dispatch overhead, clipped to 1 (the
@@ -116,9 +116,21 @@ def check_raw(raw: object, where: str) -> dict[str, Any]:
     """The raw file's data, or a DataFileError naming the missing or malformed field."""
     if not isinstance(raw, dict):
         raise DataFileError(where, "raw measurements must be a JSON object")
-    for key in ("device", "backend", "jax_version", "date", "measurements", "steps", "step_model"):
+    for key in ("device", "backend", "driver", "jax_version", "date", "measurements", "steps", "step_model"):
         if key not in raw:
             raise DataFileError(where, f"missing field {key!r} (is it a `calibration.measure` output?)")
+    for key in ("measurements", "steps"):
+        if not isinstance(raw[key], list):
+            raise DataFileError(where, f"{key} must be a list, got {type(raw[key]).__name__}")
+    if not raw["measurements"]:
+        raise DataFileError(where, "measurements is empty: nothing to fit")
+    for i, s in enumerate(raw["steps"]):
+        need_s = ("kind", "batch", "tokens", "kv_len", "time_s")
+        if not isinstance(s, dict) or any(k not in s for k in need_s):
+            raise DataFileError(where, f"steps[{i}] needs the fields {need_s}")
+        timed = isinstance(s["time_s"], int | float) and s["time_s"] > 0
+        if s["kind"] not in ("prefill", "decode") or not timed:
+            raise DataFileError(where, f"steps[{i}]: kind must be prefill or decode and time_s > 0")
     for i, m in enumerate(raw["measurements"]):
         need = ("op_class", "dtype", "shape", "flops", "num_bytes", "time_s")
         if not isinstance(m, dict) or any(k not in m for k in need):
@@ -143,6 +155,7 @@ def build_table(
         "source": source,
         "device": raw["device"],
         "backend": raw["backend"],
+        "driver": raw["driver"],
         "jax_version": raw["jax_version"],
         "date": raw["date"],
         "peak_flops_per_s": {d: peak_flops_per_s[d] for d in sorted({c["dtype"] for c in curves})},
@@ -173,23 +186,27 @@ def format_report(rows: Sequence[Any], summary: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m calibration.fit raw.json [--profile NAME] [--out DIR]``: fit, write, report."""
+    """``python -m calibration.fit raw.json [more.json ...] [--profile NAME] [--out DIR]``: fit, write,
+    report (several raw files: sections measured in separate runs on one device, merged)."""
     import argparse
     import json
     from pathlib import Path
 
     from calibration.evaluate import calibrate, error_summary, write_outputs
+    from calibration.measure import merge_raw
 
     parser = argparse.ArgumentParser(prog="python -m calibration.fit", description=__doc__)
-    parser.add_argument("raw", type=Path, help="output of python -m calibration.measure")
-    parser.add_argument("--profile", default=None, help="hardware profile name (default: a CPU profile)")
+    parser.add_argument("raw", type=Path, nargs="+", help="output(s) of python -m calibration.measure")
+    parser.add_argument("--profile", default=None, help="hardware profile name (default: the device's)")
     parser.add_argument("--out", type=Path, default=Path("hardware_profiles/calibration"))
     args = parser.parse_args(argv)
-    try:
-        raw = check_raw(json.loads(args.raw.read_text(encoding="utf-8")), str(args.raw))
-    except json.JSONDecodeError as exc:
-        raise DataFileError(args.raw, f"not valid JSON: {exc}") from None
-    result = calibrate(raw, args.profile)
+    parts = []
+    for path in args.raw:
+        try:
+            parts.append(check_raw(json.loads(path.read_text(encoding="utf-8")), str(path)))
+        except json.JSONDecodeError as exc:
+            raise DataFileError(path, f"not valid JSON: {exc}") from None
+    result = calibrate(merge_raw(parts), args.profile)
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
     print(format_report(result.steps, error_summary(result.steps)))

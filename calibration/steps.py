@@ -12,9 +12,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from calibration.timing import random_array, time_jitted
+from calibration.kernels import AttentionImpl
+from calibration.timing import RandomInputs, time_jitted
 
 Params = dict[str, Any]
 
@@ -33,7 +33,7 @@ def _rope(x: jax.Array, positions: jax.Array) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def init_params(rng: np.random.Generator, model: dict[str, int]) -> Params:
+def init_params(inputs: RandomInputs, model: dict[str, int]) -> Params:
     """Random weights (scaled by 1/sqrt(fan-in)) for ``model`` (hidden_size, heads, ... as in ModelSpec)."""
     h, d = model["hidden_size"], model["head_dim"]
     nq, nkv, inter = model["num_attention_heads"], model["num_kv_heads"], model["intermediate_size"]
@@ -41,15 +41,15 @@ def init_params(rng: np.random.Generator, model: dict[str, int]) -> Params:
     for _ in range(model["num_layers"]):
         layers.append(
             {
-                "wqkv": random_array(rng, (h, (nq + 2 * nkv) * d), jnp.bfloat16, h**-0.5),
-                "wo": random_array(rng, (nq * d, h), jnp.bfloat16, (nq * d) ** -0.5),
-                "wgu": random_array(rng, (h, 2 * inter), jnp.bfloat16, h**-0.5),
-                "wd": random_array(rng, (inter, h), jnp.bfloat16, inter**-0.5),
+                "wqkv": inputs.array((h, (nq + 2 * nkv) * d), jnp.bfloat16, h**-0.5),
+                "wo": inputs.array((nq * d, h), jnp.bfloat16, (nq * d) ** -0.5),
+                "wgu": inputs.array((h, 2 * inter), jnp.bfloat16, h**-0.5),
+                "wd": inputs.array((inter, h), jnp.bfloat16, inter**-0.5),
             }
         )
     return {
-        "embed": random_array(rng, (model["vocab_size"], h), jnp.bfloat16),
-        "lm_head": random_array(rng, (h, model["vocab_size"]), jnp.bfloat16, h**-0.5),
+        "embed": inputs.array((model["vocab_size"], h), jnp.bfloat16),
+        "lm_head": inputs.array((h, model["vocab_size"]), jnp.bfloat16, h**-0.5),
         "layers": layers,
     }
 
@@ -60,6 +60,7 @@ def _layer(
     positions: jax.Array,
     cache: tuple[jax.Array, jax.Array] | None,
     model: dict[str, int],
+    impl: AttentionImpl,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """One decoder layer on x (B, T, H). Prefill (``cache`` None): causal attention over the new K, V.
     Decode: attention over ``cache`` (B, L, G, D), whose last slot stands for the new token. The new
@@ -71,9 +72,9 @@ def _layer(
     k = _rope(qkv[..., nq * d : (nq + nkv) * d].reshape(b, t, nkv, d), positions)
     v = qkv[..., (nq + nkv) * d :].reshape(b, t, nkv, d)
     if cache is None:
-        attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        attn = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
     else:
-        attn = jax.nn.dot_product_attention(q, cache[0], cache[1])
+        attn = jax.nn.dot_product_attention(q, cache[0], cache[1], implementation=impl)
     x = x + attn.reshape(b, t, nq * d) @ p["wo"]
     gate_up = _rmsnorm(x) @ p["wgu"]
     inter = model["intermediate_size"]
@@ -81,8 +82,9 @@ def _layer(
     return x, (k, v)
 
 
-def step_fn(model: dict[str, int], kind: str) -> Any:
-    """A function (params, tokens (B, T), caches) -> (logits, new K and V) for a prefill or decode step."""
+def step_fn(model: dict[str, int], kind: str, impl: AttentionImpl = "xla") -> Any:
+    """A function (params, tokens (B, T), caches) -> (logits, new K and V) for a prefill or decode step,
+    attention by ``impl`` (``xla`` or ``cudnn``, as the attention kernels were measured)."""
 
     def fn(params: Params, tokens: jax.Array, caches: list[tuple[jax.Array, jax.Array]]) -> Any:
         b, t = tokens.shape
@@ -91,7 +93,7 @@ def step_fn(model: dict[str, int], kind: str) -> Any:
         x = params["embed"][tokens]
         new_kv = []
         for p, cache in zip(params["layers"], caches, strict=True):
-            x, kv = _layer(p, x, positions, None if kind == "prefill" else cache, model)
+            x, kv = _layer(p, x, positions, None if kind == "prefill" else cache, model, impl)
             new_kv.append(kv)
         logits = _rmsnorm(x[:, -1, :]) @ params["lm_head"]
         return logits, new_kv
@@ -100,7 +102,7 @@ def step_fn(model: dict[str, int], kind: str) -> Any:
 
 
 def time_step(
-    rng: np.random.Generator,
+    inputs: RandomInputs,
     params: Params,
     model: dict[str, int],
     kind: str,
@@ -108,6 +110,7 @@ def time_step(
     tokens: int,
     kv_len: int,
     repeats: int,
+    impl: AttentionImpl = "xla",
 ) -> dict[str, Any]:
     """Median seconds of one step: prefill (1 x ``tokens`` prompt, no cache) or decode (``batch``
     sequences with ``kv_len`` KV tokens each, the new one included). Returns a JSON-able dict."""
@@ -117,15 +120,11 @@ def time_step(
     def caches() -> list[tuple[jax.Array, jax.Array]]:
         shape = (batch, length if kind == "decode" else 1, g, d)
         return [
-            (random_array(rng, shape, jnp.bfloat16), random_array(rng, shape, jnp.bfloat16))
-            for _ in params["layers"]
+            (inputs.array(shape, jnp.bfloat16), inputs.array(shape, jnp.bfloat16)) for _ in params["layers"]
         ]
 
-    sets = [
-        (params, jnp.asarray(rng.integers(0, model["vocab_size"], (batch, t)), jnp.int32), caches())
-        for _ in range(2)
-    ]
-    timing = time_jitted(step_fn(model, kind), sets, repeats)
+    sets = [(params, inputs.integers(model["vocab_size"], (batch, t)), caches()) for _ in range(2)]
+    timing = time_jitted(step_fn(model, kind, impl), sets, repeats)
     return {
         "kind": kind,
         "batch": batch,
@@ -135,4 +134,5 @@ def time_step(
         "min_s": timing.min_s,
         "max_s": timing.max_s,
         "repeats": timing.repeats,
+        "attention_impl": impl,
     }

@@ -72,6 +72,7 @@ def fit_table(rows: list[dict[str, Any]], hardware: HardwareProfile) -> Calibrat
     raw = {
         "device": "NVIDIA H100 (Vidur's measurements, PyTorch/CUDA)",
         "backend": "cuda (Vidur, not JAX)",
+        "driver": "n/a (Vidur's profiling run)",
         "jax_version": "n/a",
         "date": "2024-11-19",
         "dispatch_s": 0.0,

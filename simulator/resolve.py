@@ -13,7 +13,7 @@ import numpy as np
 from simulator.config import Scenario
 from simulator.errors import ConfigError, DoesNotFitError
 from simulator.hardware import HardwareProfile, load_hardware
-from simulator.hardware.calibration import CalibrationTable, find_calibration
+from simulator.hardware.calibration import CalibrationTable, calibration_for
 from simulator.memory import MemoryPlan, kv_bytes_per_token_per_gpu, plan_memory, weights_bytes_per_gpu
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
@@ -55,12 +55,13 @@ class ResolvedScenario:
 def resolve(scenario: Scenario) -> ResolvedScenario:
     """Load the model and hardware, check the layout and memory fit, build the cost model.
 
-    The cost model uses ``hardware_profiles/calibration/<hardware name>.json`` when that table exists.
+    The cost model uses the calibration table of the hardware when there is one (``calibration_for``:
+    beside a profile given as a path, else ``hardware_profiles/calibration/<hardware name>.json``).
     """
     model = load_model(scenario.model)
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
-    calibration = find_calibration(hardware.name)
+    calibration = calibration_for(scenario.hardware, hardware.name)
     target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
     cost: Pricer = target
     if scenario.scheduler.speculative is not None:

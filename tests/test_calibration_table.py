@@ -56,6 +56,7 @@ def _raw(measurements: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "device": "synthetic",
         "backend": "gpu",
+        "driver": "synthetic",
         "jax_version": "0",
         "date": "2026-01-01",
         "step_model": {},
@@ -213,3 +214,40 @@ def test_calibrated_step_time_falls_as_efficiency_rises() -> None:
     for shape in SHAPES:
         assert fast.step(shape).compute_s < slow.step(shape).compute_s
     assert math.isfinite(slow.decode_step_time_s(1, 10))
+
+
+def test_a_scenario_says_whether_it_is_calibrated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator import Scenario, simulate
+    from simulator.cli import main
+    from simulator.resources import hardware_profiles_dir
+
+    small = {"model": "llama-3.1-8b", "workload.num_requests": 20}
+    spec = simulate(Scenario.default(small)).summary()
+    assert spec["calibrated"] is False and spec["calibration_source"] == "spec-only"
+    # a profile given as a path picks up the table beside it (here: calibration/<name>.json)
+    profile = tmp_path / "h100-sxm.yaml"
+    profile.write_text((hardware_profiles_dir() / "h100-sxm.yaml").read_text())
+    (tmp_path / "calibration").mkdir()
+    _write(tmp_path / "calibration", _good())
+    cal = simulate(Scenario.default({**small, "hardware": str(profile)})).summary()
+    assert cal["calibrated"] is True and cal["calibration_source"] == "synthetic test table"
+    assert cal["ttft_p50_s"] != spec["ttft_p50_s"]
+    args = ["run", "--set", "model=llama-3.1-8b", "--set", "workload.num_requests=20"]
+    assert main([*args, "--set", f"hardware={profile}"]) == 0
+    assert "calibrated: synthetic test table" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "spec-only" in capsys.readouterr().out
+
+
+def test_the_committed_cpu_measurements_fit_better_than_spec_only() -> None:
+    """The full suite measured on the development CPU (tests/data/calibration): real data, no JAX needed."""
+    from calibration.evaluate import calibrate, error_summary
+    from calibration.fit import check_raw
+
+    path = Path(__file__).parent / "data" / "calibration" / "cpu-x86-64-raw.json"
+    raw = check_raw(json.loads(path.read_text(encoding="utf-8")), str(path))
+    result = calibrate(raw, "cpu-dev")
+    assert result.table.driver == raw["driver"] and len(result.steps) == len(raw["steps"]) == 8
+    summary = error_summary(result.steps)
+    assert summary["median_after_pct"] < summary["median_before_pct"] / 2
+    assert summary["worst_after_pct"] < summary["worst_before_pct"]

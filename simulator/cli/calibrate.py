@@ -20,13 +20,16 @@ from simulator.errors import ConfigError, DataFileError
 from simulator.hardware.calibration import MAX_CALIBRATION_FILE_BYTES, calibration_dir
 
 
-def _measure(quick: bool, console: Console) -> dict[str, Any]:
+def _measure(quick: bool, sections: tuple[str, ...], console: Console) -> dict[str, Any]:
     try:
         from calibration import measure
     except ImportError as exc:
         raise ConfigError("calibrate", "jax", f"the calibration suite needs JAX installed ({exc})") from None
     info = measure.device_info()
-    console.print(f"device: {info['device']} (backend {info['backend']}, jax {info['jax_version']})")
+    console.print(
+        f"device: {info['device']} x{info['num_local_devices']} (backend {info['backend']}, "
+        f"{info['driver']}, jax {info['jax_version']})"
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("calibrating", total=None)
@@ -34,19 +37,38 @@ def _measure(quick: bool, console: Console) -> dict[str, Any]:
         def step(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label[:48].ljust(48))
 
-        raw: dict[str, Any] = measure.run_suite(quick, progress=step)
+        raw: dict[str, Any] = measure.run_suite(quick, progress=step, sections=sections)
     return raw
 
 
-def _read_raw(path: Path) -> dict[str, Any]:
+def _read_raw(paths: list[Path]) -> dict[str, Any]:
+    """One raw result from one or more ``calibration.measure`` outputs (sections run separately)."""
     from calibration.fit import check_raw
+    from calibration.measure import merge_raw
 
+    parts = []
+    for path in paths:
+        try:
+            data = json.loads(read_text_bounded(path, MAX_CALIBRATION_FILE_BYTES))
+        except (json.JSONDecodeError, OSError) as exc:
+            raise DataFileError(path, f"cannot read raw measurements: {exc}") from None
+        parts.append(check_raw(data, str(path)))
     try:
-        data = json.loads(read_text_bounded(path, MAX_CALIBRATION_FILE_BYTES))
-    except (json.JSONDecodeError, FileNotFoundError) as exc:
-        raise DataFileError(path, f"cannot read raw measurements: {exc}") from None
-    raw: dict[str, Any] = check_raw(data, str(path))
+        raw: dict[str, Any] = merge_raw(parts)
+    except ValueError as exc:
+        raise DataFileError(", ".join(map(str, paths)), str(exc)) from None
     return raw
+
+
+def _sections(text: str | None) -> tuple[str, ...]:
+    from calibration.suite import SECTIONS
+
+    if text is None:
+        return SECTIONS
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not chosen or any(s not in SECTIONS for s in chosen):
+        raise ConfigError("--sections", text, f"a comma-separated list of {', '.join(SECTIONS)}")
+    return chosen
 
 
 def _report(steps: list[Any], summary: dict[str, float], console: Console) -> None:
@@ -78,13 +100,18 @@ def calibrate(
         Path | None, typer.Option(help="folder to write to (default: hardware_profiles/calibration)")
     ] = None,
     raw: Annotated[
-        Path | None, typer.Option(help="fit this `python -m calibration.measure` output instead of measuring")
+        list[Path] | None,
+        typer.Option(help="fit this `python -m calibration.measure` output, no measuring (repeatable)"),
     ] = None,
     save_raw: Annotated[Path | None, typer.Option(help="also write the raw measurements here")] = None,
+    sections: Annotated[
+        str | None,
+        typer.Option(help="measure only these (comma-separated): gemm,attention,memory,collectives,steps"),
+    ] = None,
 ) -> None:
     """Benchmark the JAX device, fit efficiency curves, write the table and print predicted vs measured."""
     console = Console()
-    data = _read_raw(raw) if raw is not None else _measure(quick, console)
+    data = _read_raw(raw) if raw else _measure(quick, _sections(sections), console)
     if save_raw is not None:
         save_raw.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         console.print(f"wrote {save_raw}")

@@ -57,6 +57,7 @@ def summary_table(result: SimulationResult) -> Table:
         ("MFU / MBU", f"{_pct(s['mfu_frac'])} / {_pct(s['mbu_frac'])}"),
         ("KV cache peak", _pct(s["kv_peak_frac"])),
         ("preemptions", f"{s['num_preemptions']:,}"),
+        ("step times", f"calibrated: {s['calibration_source']}" if s["calibrated"] else "spec-only"),
     ]
     for c in sc.workload.classes:
         n = c.name

@@ -92,10 +92,11 @@ class CalibrationTable(BaseModel):
     schema_version: Literal[1]
     profile: str = Field(min_length=1, description="hardware profile name the table belongs to")
     source: str = Field(min_length=1, description="how the table was made")
-    device: str
-    backend: str
-    jax_version: str
-    date: str
+    device: str = Field(min_length=1, description="JAX device kind, e.g. 'NVIDIA H100 80GB HBM3'")
+    backend: str = Field(min_length=1, description="JAX backend: gpu, cpu, ...")
+    driver: str = Field(min_length=1, description="accelerator driver (or the CPU model on a CPU)")
+    jax_version: str = Field(min_length=1)
+    date: str = Field(min_length=1, description="when the measurements were taken (UTC, ISO 8601)")
     peak_flops_per_s: dict[str, float] = Field(min_length=1, description="roofline peak per dtype")
     hbm_bandwidth_bytes_per_s: float = Field(gt=0, description="roofline bandwidth")
     curves: list[EfficiencyCurve] = Field(min_length=1)
@@ -157,6 +158,18 @@ def load_calibration(path: str | Path) -> CalibrationTable:
     if not isinstance(data, dict):
         raise DataFileError(path, "a calibration table must be a JSON object")
     return validate_file_data(CalibrationTable, data, path)
+
+
+def calibration_for(hardware: str | Path, profile_name: str) -> CalibrationTable | None:
+    """The table a scenario's ``hardware`` uses: for a profile given as a YAML path, ``<name>.json``
+    beside it or in a ``calibration/`` folder beside it; else (and for a bundled name) the bundled
+    ``hardware_profiles/calibration/<name>.json``; None when there is none (spec-only)."""
+    path = Path(hardware)
+    if path.suffix in (".yaml", ".yml"):
+        for folder in (path.parent, path.parent / "calibration"):
+            if (folder / f"{profile_name}.json").is_file():
+                return find_calibration(profile_name, folder)
+    return find_calibration(profile_name)
 
 
 def find_calibration(profile_name: str, folder: Path | None = None) -> CalibrationTable | None:

@@ -14,6 +14,9 @@ Definitions (every latency in seconds):
 - ``prefix_hit_frac``: of the shared-prefix tokens of the prompts admitted (recomputations included),
   the fraction read from the prefix cache instead of computed (NaN without prefixes).
 - with request classes (``workload.classes``), per class ``<class>.<key>``: see ``metrics.classes``.
+- ``calibrated``: whether step times came from a measured calibration table (``trilemma calibrate``)
+  rather than the profile's spec sheet and constant derating; ``calibration_source``: the table's
+  source, or ``"spec-only"``.
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         if records.prefix_tokens
         else float("nan"),
         **class_summary(log, _class_slos(resolved), duration_s),
+        **calibration_keys(resolved),
+    }
+
+
+def calibration_keys(resolved: ResolvedScenario) -> dict[str, Any]:
+    """Whether the prediction is calibrated (from a measured table) or spec-only, and from what."""
+    return {
+        "calibrated": resolved.cost.calibrated,
+        "calibration_source": resolved.cost.calibration_source or "spec-only",
     }
 
 
