@@ -131,3 +131,14 @@ def test_ctrl_c_keeps_the_finished_points_and_resume_completes_them(tmp_path: Pa
     resumed = ResultStore(out).read()
     assert len(resumed) == 24 and resumed["point_id"].is_unique
     assert set(kept.get("point_id", [])) <= set(resumed["point_id"])
+
+
+def test_the_readme_sweep_example_expands_as_it_says() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```yaml\n# sweep.yaml")[1].split("```")[0]
+    spec = yaml.safe_load("# sweep.yaml" + block)
+    assert spec["base"] == "my_scenario.yaml"
+    points = expand(*load_spec({**spec, "base": {"model": "llama-3.1-8b"}}))
+    assert len(points) == 144 and "144 points" in block
+    assert {p.values["precision.weights"] for p in points} == {"bf16", "fp8"}
+    assert sum(p.scenario is not None for p in points) == 144
