@@ -21,6 +21,7 @@ from simulator.metrics import SUMMARY_KEYS
 from simulator.model import ModelSpec, list_models, load_model, model_from_hf_config
 from simulator.resolve import ResolvedScenario, resolve
 from simulator.simulate import SimulationResult, simulate
+from simulator.sweeps import sweep
 from simulator.validation import ScenarioError
 from simulator.workload import RequestTable, build_workload, list_traces, load_trace
 
@@ -49,4 +50,5 @@ __all__ = [
     "model_from_hf_config",
     "resolve",
     "simulate",
+    "sweep",
 ]

@@ -1,7 +1,12 @@
-"""``trilemma sweep``: results and spec on disk, resume, and exit code 2 for a bad spec or option."""
+"""``trilemma sweep``: results and spec on disk, resume, Ctrl-C, and exit code 2 for a bad spec or option."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +96,52 @@ def test_bad_input_exits_2_with_one_paragraph(
 def test_a_missing_sweep_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_finished_points_and_resume_completes_them(tmp_path: Path) -> None:
+    base = {**SCENARIO, "workload": {"num_requests": 300, "output_tokens": 16}}
+    spec = _write(tmp_path, {"base": base, "grid": {"workload.rate_per_s": [1.0, 2.0, 4.0]}, "num_seeds": 8})
+    out = tmp_path / "out"
+    # SIGINT as at a terminal (a test runner started in the background may have it ignored)
+    code = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    code += "from simulator.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", code]
+    command += ["sweep", str(spec), "--out", str(out), "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(  # in a process group of its own, as a terminal's foreground job
+        command,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "results").is_dir() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3.0)  # let the workers start and (on most machines) a few points finish
+    os.killpg(child.pid, signal.SIGINT)  # the whole group, as a terminal does
+    _, err = child.communicate(timeout=60)
+    if child.returncode == 0:
+        pytest.skip("the sweep finished before it could be interrupted (a very fast machine)")
+    assert child.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert "interrupted: " in err and "--resume" in err
+    kept = ResultStore(out).read()
+    assert f"{len(kept)} finished points kept" in err
+    assert kept.empty or (kept["status"] == "ok").all()
+    assert main(["sweep", str(spec), "--out", str(out), "-q", "--resume"]) == 0
+    resumed = ResultStore(out).read()
+    assert len(resumed) == 24 and resumed["point_id"].is_unique
+    assert set(kept.get("point_id", [])) <= set(resumed["point_id"])
+
+
+def test_the_readme_sweep_example_expands_as_it_says() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```yaml\n# sweep.yaml")[1].split("```")[0]
+    spec = yaml.safe_load("# sweep.yaml" + block)
+    assert spec["base"] == "my_scenario.yaml"
+    points = expand(*load_spec({**spec, "base": {"model": "llama-3.1-8b"}}))
+    assert len(points) == 144 and "144 points" in block
+    assert {p.values["precision.weights"] for p in points} == {"bf16", "fp8"}
+    assert sum(p.scenario is not None for p in points) == 144

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from simulator import SUMMARY_KEYS, ConfigError, Scenario
+from simulator import SUMMARY_KEYS, ConfigError, Scenario, sweep
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult, simulate
 from simulator.sweeps import ResultStore, expand, load_spec, run_sweep
@@ -208,6 +208,14 @@ def test_dask_cluster_gives_the_same_rows_as_local_processes() -> None:
         remote = run_sweep(spec, backend="dask", address=cluster.scheduler_address)
     assert list(local["status"]) == ["ok", "invalid", "ok", "invalid"]
     pd.testing.assert_frame_equal(local.drop(columns="wall_s"), remote.drop(columns="wall_s"))
+
+
+def test_dask_without_an_address_starts_a_local_cluster() -> None:
+    pytest.importorskip("dask.distributed")
+    spec = {"base": BASE, "grid": {"workload.rate_per_s": [2.0, 8.0]}}
+    frame = sweep(spec, backend="dask", workers=1)  # a LocalCluster of one worker process
+    assert list(frame["status"]) == ["ok", "ok"] and (frame["num_completed"] == 40).all()
+    pd.testing.assert_frame_equal(frame.drop(columns="wall_s"), sweep(spec, workers=1).drop(columns="wall_s"))
 
 
 @pytest.mark.usefixtures("flaky_simulate")

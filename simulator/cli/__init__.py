@@ -25,7 +25,7 @@ __all__ = ["app", "catalogs", "main", "parse_overrides", "run"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; a SimulatorError becomes one paragraph on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # typer.Exit(n) and Ctrl-C (130) come back here
     except SimulatorError as exc:
         message = Text("error: ", style="bold red") + Text(str(exc))
         Console(stderr=True, soft_wrap=True).print(message, highlight=False)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if callable(show):
             show()
         return int(code)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -6,21 +6,35 @@ engine then prices the whole run here, waits once, and applies the steps that en
 when a request arrived, those up to the step in progress at its arrival). Each step's shape, cost, end
 time, block allocation, log row and inter-token gap are computed exactly as the step-by-step loop
 would, float for float, so both modes give identical records (``tests/test_fast_mode.py``).
-No simpy here: the planning and applying are plain functions of the replica state.
+
+The work per run is a few numpy calls, not a Python loop over its steps: blocks from one period of the
+decode set's block histogram, prices from ``decode_prices`` (vectorised, equal to ``CostModel.step``),
+end times from a running sum (``np.add.accumulate`` adds left to right, as the loop does), the step log
+and the inter-token gaps written as arrays. No simpy here: plain functions of the replica state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from simulator.engine.records import ItlLog, StepLog
+import numpy as np
+
+from simulator.engine.decode_prices import decode_shape, price_decode_steps
+from simulator.engine.records import STEP_COLUMNS, ItlLog, StepLog
+from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import Sequence
 from simulator.scheduling.state import ReplicaState
 from simulator.speculative import Pricer
-from simulator.step_cost import BatchShape
 
 MAX_RUN_STEPS = 4096
 """Longest run priced at once (bounds the work thrown away when an arrival cuts a run short)."""
+
+VECTOR_MIN_STEPS = 24
+"""Runs expected to be shorter are planned and applied step by step (same numbers, in plain Python):
+below about this many steps numpy's cost per call outweighs what it saves per step."""
+
+FIRST_CHUNK_STEPS = 32
+"""Steps priced in the first go; each further go prices 4x more, up to the run's end or horizon."""
 
 
 @dataclass(slots=True)
@@ -30,11 +44,11 @@ class DecodeRun:
     start_s: float
     num_seqs: int
     first_kv_tokens: int
-    end_s: list[float] = field(default_factory=list)
-    duration_s: list[float] = field(default_factory=list)
-    flops: list[float] = field(default_factory=list)
-    num_bytes: list[float] = field(default_factory=list)
-    new_blocks: list[int] = field(default_factory=list)  # step 0's were allocated by the policy
+    end_s: list[float]
+    duration_s: list[float]
+    flops: list[float]
+    num_bytes: list[float]
+    new_blocks: list[int]  # step 0's were allocated by the policy (0 here)
 
 
 def plan_decode_run(
@@ -47,37 +61,124 @@ def plan_decode_run(
     Stopping at any step boundary is exact, since the next plan repeats the run's step.
     """
     decode = state.decode
-    first_step = decode.step
     next_finish = decode.next_finish_step()
-    max_steps = MAX_RUN_STEPS if next_finish is None else min(MAX_RUN_STEPS, next_finish - first_step)
+    max_steps = MAX_RUN_STEPS if next_finish is None else min(MAX_RUN_STEPS, next_finish - decode.step)
     if max_steps < 2:
         return None
+    n, kv0 = len(decode), decode.num_kv_tokens
+    first_s = cost_model.step(decode_shape(n, kv0)).time_s + overhead_s
+    run: DecodeRun | None
+    if (horizon_s - start_s) < VECTOR_MIN_STEPS * first_s or max_steps < VECTOR_MIN_STEPS:
+        run = _plan_step_by_step(state, cost_model, overhead_s, start_s, horizon_s, max_steps)
+    else:
+        run = _plan_at_once(state, cost_model, overhead_s, start_s, horizon_s, max_steps)
+    return run if run is not None and len(run.end_s) >= 2 else None
+
+
+def _plan_step_by_step(
+    state: ReplicaState,
+    cost_model: Pricer,
+    overhead_s: float,
+    start_s: float,
+    horizon_s: float,
+    max_steps: int,
+) -> DecodeRun:
+    """A short run: priced one step at a time (numpy's per-call cost would outweigh its speed)."""
+    decode = state.decode
+    first_step = decode.step
     free = state.kv.num_free_blocks  # after step 0's blocks
-    n = len(decode)
-    run = DecodeRun(start_s=start_s, num_seqs=n, first_kv_tokens=decode.num_kv_tokens)
+    n, kv0 = len(decode), decode.num_kv_tokens
+    ends: list[float] = []
+    durations, flops, num_bytes, new_blocks = [], [], [], []
     end_s = start_s
     for j in range(max_steps):
         need = decode.num_new_blocks_at(first_step + j) if j else 0
         if need > free:
             break
         free -= need
-        cost = cost_model.step(BatchShape(0, 0, 0.0, 0, n, run.first_kv_tokens + j * n, n))
+        cost = cost_model.step(decode_shape(n, kv0 + j * n))
         duration_s = cost.time_s + overhead_s
         end_s = end_s + duration_s
-        run.end_s.append(end_s)
-        run.duration_s.append(duration_s)
-        run.flops.append(cost.flops)
-        run.num_bytes.append(cost.num_bytes)
-        run.new_blocks.append(need)
+        ends.append(end_s)
+        durations.append(duration_s)
+        flops.append(cost.flops)
+        num_bytes.append(cost.num_bytes)
+        new_blocks.append(need)
         if end_s >= horizon_s:
             break
-    return run if len(run.end_s) >= 2 else None
+    return DecodeRun(start_s, n, kv0, ends, durations, flops, num_bytes, new_blocks)
+
+
+def _plan_at_once(
+    state: ReplicaState,
+    cost_model: Pricer,
+    overhead_s: float,
+    start_s: float,
+    horizon_s: float,
+    max_steps: int,
+) -> DecodeRun | None:
+    """A long run: blocks, prices and end times as arrays, in chunks growing 4x up to the horizon."""
+    decode = state.decode
+    new_blocks = _new_blocks(decode, max_steps)
+    # the steps whose blocks fit: the running total of new blocks within the free ones
+    max_steps = int(np.searchsorted(np.cumsum(new_blocks), state.kv.num_free_blocks, side="right"))
+    if max_steps < 2:
+        return None
+    n, kv0 = len(decode), decode.num_kv_tokens
+    ends, durations, flops, num_bytes = [], [], [], []
+    end_s, lo, size = start_s, 0, FIRST_CHUNK_STEPS
+    while lo < max_steps:
+        hi = min(max_steps, lo + size)
+        prices = price_decode_steps(cost_model, n, kv0 + n * np.arange(lo, hi, dtype=np.int64))
+        duration_s = prices.time_s + overhead_s
+        end = np.add.accumulate(np.concatenate(([end_s], duration_s)))[1:]
+        past = int(np.searchsorted(end, horizon_s, side="left"))  # first step ending at/after horizon
+        cut = past + 1  # that step is the run's last
+        ends.append(end[:cut])
+        durations.append(duration_s[:cut])
+        flops.append(prices.flops[:cut])
+        num_bytes.append(prices.num_bytes[:cut])
+        if past < len(end):
+            break
+        end_s, lo, size = float(end[-1]), hi, size * 4
+    num_steps = sum(len(e) for e in ends)
+    return DecodeRun(
+        start_s=start_s,
+        num_seqs=n,
+        first_kv_tokens=kv0,
+        end_s=np.concatenate(ends).tolist(),
+        duration_s=np.concatenate(durations).tolist(),
+        flops=np.concatenate(flops).tolist(),
+        num_bytes=np.concatenate(num_bytes).tolist(),
+        new_blocks=new_blocks[:num_steps].tolist(),
+    )
+
+
+def _new_blocks(decode: DecodeSet, num_steps: int) -> np.ndarray:
+    """Blocks each of the next ``num_steps`` steps allocates (0 for the first: the policy did)."""
+    period = min(decode.block_size, num_steps)
+    one_period = np.array([decode.num_new_blocks_at(decode.step + j) for j in range(period)], dtype=np.int64)
+    blocks = one_period[np.arange(num_steps) % period]  # repeats every block_size steps
+    blocks[0] = 0
+    return blocks
 
 
 def apply_decode_run(
     state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
 ) -> list[Sequence]:
     """Apply the run's first ``num_steps`` steps: allocate, log, advance the decode set; return finishers."""
+    if num_steps < VECTOR_MIN_STEPS:
+        finished = _apply_step_by_step(state, run, num_steps, steps, itl)
+    else:
+        finished = _apply_at_once(state, run, num_steps, steps, itl)
+    for seq in finished:
+        state.release(seq)
+    return finished
+
+
+def _apply_step_by_step(
+    state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
+) -> list[Sequence]:
     decode, kv = state.decode, state.kv
     log_step = steps.data.extend
     n = run.num_seqs
@@ -100,12 +201,56 @@ def apply_decode_run(
                 run.flops[j],
                 run.num_bytes[j],
             )
-        )
+        )  # in the order of records.STEP_COLUMNS
         finished.extend(decode.advance(run.end_s[j], itl_groups))
         start_s = run.end_s[j]
     for gap_s, count in itl_groups:
         itl.gap_s.append(gap_s)
         itl.count.append(count)
-    for seq in finished:
-        state.release(seq)
+    return finished
+
+
+def _apply_at_once(
+    state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
+) -> list[Sequence]:
+    kv = state.kv
+    n = run.num_seqs
+    end_s = run.end_s[:num_steps]
+    used_blocks = kv.num_used_blocks + np.cumsum(run.new_blocks[:num_steps])
+    kv.allocate(int(used_blocks[-1]) - kv.num_used_blocks)  # allocations only grow: the peak is the last
+    rows = np.empty((num_steps, len(STEP_COLUMNS)), dtype=np.float64)  # in the order of STEP_COLUMNS
+    rows[:, 0] = state.index
+    rows[0, 1] = run.start_s
+    rows[1:, 1] = end_s[:-1]
+    rows[:, 2] = run.duration_s[:num_steps]
+    rows[:, 3] = n
+    rows[:, 4] = 0
+    rows[:, 5] = n
+    rows[:, 6] = 0
+    rows[:, 7] = used_blocks
+    rows[:, 8] = run.flops[:num_steps]
+    rows[:, 9] = run.num_bytes[:num_steps]
+    steps.data.frombytes(rows.tobytes())
+    return _advance(state.decode, end_s, itl)
+
+
+def _advance(decode: DecodeSet, end_s: list[float], itl: ItlLog) -> list[Sequence]:
+    """The decode set after the steps ending at ``end_s``; their gaps into ``itl``, in step order.
+
+    The first and last steps go through ``DecodeSet.advance`` (the first closes the gaps of members
+    that joined since the last step, the last finishes members); in between every member continues and
+    none finishes (the run ends at the first finish), so each step adds one gap shared by all members.
+    """
+    groups: list[tuple[float, int]] = []
+    finished = decode.advance(end_s[0], groups)
+    if len(end_s) > 1:
+        inner = np.diff(np.array(end_s[:-1], dtype=np.float64))
+        assert not finished and decode.num_continuing == len(decode)
+        groups.extend(zip(inner.tolist(), [len(decode)] * len(inner), strict=True))
+        decode.step += len(inner)
+        decode.last_step_end_s = end_s[-2]
+        finished = decode.advance(end_s[-1], groups)
+    for gap_s, count in groups:
+        itl.gap_s.append(gap_s)
+        itl.count.append(count)
     return finished

@@ -12,6 +12,9 @@ from simulator.sweeps.spec import RandomAxes, RangeAxis, SweepPoint, SweepSpec, 
 from simulator.sweeps.store import ResultStore
 from simulator.sweeps.worker import STATUSES, run_point
 
+sweep = run_sweep
+"""``simulator.sweep(spec, out_dir=None, ...)``: the public name of ``run_sweep``."""
+
 __all__ = [
     "STATUSES",
     "RandomAxes",
@@ -23,4 +26,5 @@ __all__ = [
     "load_spec",
     "run_point",
     "run_sweep",
+    "sweep",
 ]

@@ -10,10 +10,13 @@ import contextlib
 import importlib
 import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver, resource_tracker
 from typing import Any, Literal, Protocol
 
 from simulator.config import Scenario
@@ -35,12 +38,15 @@ class Backend(Protocol):
     def result(self, handle: Any) -> dict[str, Any]: ...
     def cancel(self, handle: Any) -> None: ...
     def close(self) -> None: ...
+    def abort(self) -> None: ...  # stop now (Ctrl-C): points in flight are dropped
 
 
 class LocalBackend:
     """A pool of worker processes on this machine (one per core by default).
 
     A worker that dies (killed, out of memory) fails the points then in flight; the pool is restarted.
+    Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): the sweep's process
+    handles it and ``abort`` ends the workers, so no worker prints a traceback of its own.
     """
 
     enforces_timeout = True
@@ -54,15 +60,19 @@ class LocalBackend:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(self.start_method)
-        return ProcessPoolExecutor(max_workers=self.num_slots, mp_context=context)
+        if self.start_method == "forkserver":
+            _start_forkserver(context)
+        return ProcessPoolExecutor(max_workers=self.num_slots, mp_context=context, initializer=_ignore_sigint)
 
     def submit(self, point_id: str, scenario: Scenario, timeout_s: float | None) -> Future[dict[str, Any]]:
-        try:
-            return self._pool.submit(run_point, point_id, scenario, timeout_s)
-        except BrokenProcessPool:  # a worker died (killed, out of memory): its points failed, go on
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(run_point, point_id, scenario, timeout_s)
+        # A submit may start a worker: a Ctrl-C waits until it is registered, so ``abort`` can end it.
+        with _sigint_deferred():
+            try:
+                return self._pool.submit(run_point, point_id, scenario, timeout_s)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): its points failed, go on
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(run_point, point_id, scenario, timeout_s)
 
     def wait(self, handles: Sequence[Any], timeout_s: float) -> list[Any]:
         done, _ = wait(handles, timeout=timeout_s, return_when=FIRST_COMPLETED)
@@ -77,6 +87,49 @@ class LocalBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        # The executor has no public way to stop a running call: end its worker processes.
+        workers = getattr(self._pool, "_processes", None) or {}
+        for process in list(workers.values()):
+            process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """A SIGINT during the block is acted on when it ends; processes started in it have SIGINT blocked.
+
+    Both are needed: Python runs the handler in the main thread whichever thread the OS delivered the
+    signal to, so only swapping the handler defers it here; only the mask reaches a child process.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+
+
+def _start_forkserver(context: Any) -> None:
+    """Start the fork server (once per process), importing the simulator there so that every worker
+    forks with it loaded; SIGINT stays blocked in the server, which a Ctrl-C while it imports would
+    otherwise end with a traceback."""
+    context.set_forkserver_preload([run_point.__module__])
+    resource_tracker.ensure_running()  # first: starting it unblocks SIGINT again
+    with _sigint_deferred():
+        forkserver.ensure_running()
 
 
 class DaskBackend:
@@ -125,6 +178,9 @@ class DaskBackend:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+    def abort(self) -> None:
+        self.close()  # the cluster's own (or a LocalCluster's) workers drop the cancelled tasks
 
 
 def check_backend(name: str, workers: int | None = None, address: str | None = None) -> None:

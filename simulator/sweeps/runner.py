@@ -132,8 +132,10 @@ def _run_points(
                 yield _result(backend, handle, point_id, started_s)
             if timeout_s is not None and not backend.enforces_timeout:
                 yield from _expire(backend, in_flight, timeout_s)
-    finally:
-        backend.close()
+    except BaseException:  # Ctrl-C, or the consumer stopped early: drop the points in flight
+        backend.abort()
+        raise
+    backend.close()
 
 
 def _result(backend: Backend, handle: Any, point_id: str, started_s: float) -> dict[str, Any]:
