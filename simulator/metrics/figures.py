@@ -154,3 +154,58 @@ def compare_figure(frame: pd.DataFrame, latency_key: str = "e2e_p99_s") -> Any:
     fig.update_yaxes(type="log", title_text=f"{latency_key.removesuffix('_s')} (ms, lower is better)")
     fig.update_layout(title="throughput vs latency (red: Pareto front)", hovermode="closest", height=480)
     return fig
+
+
+MAX_POINTS = 4000  # per trace: a report stays a few MB however long the run
+
+
+def _thin(frame: pd.DataFrame) -> pd.DataFrame:
+    """At most MAX_POINTS rows, evenly spaced (every k-th row), so a long run still loads quickly."""
+    step = max(1, -(-len(frame) // MAX_POINTS))
+    return frame.iloc[::step]
+
+
+def run_figure(requests: pd.DataFrame, steps: pd.DataFrame, title: str = "") -> Any:
+    """One run over time: each request's TTFT and E2E (log ms) at its arrival; batch size per replica."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("latency of each request, at its arrival", "batch size per step"),
+    )
+    done = _thin(requests[requests["status"] == "finished"])
+    for key, label in (("ttft_s", "TTFT"), ("e2e_s", "E2E")):
+        fig.add_trace(
+            go.Scatter(
+                x=done["arrival_s"],
+                y=_ms(done[key]),
+                mode="markers",
+                marker={"size": 4},
+                name=label,
+                customdata=done["request_id"],
+                hovertemplate=f"request %{{customdata}}: {label} %{{y:.1f}} ms, arrived %{{x:.2f}} s"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    for replica, rows in steps.groupby("replica", sort=True):
+        rows = _thin(rows)
+        fig.add_trace(
+            go.Scatter(
+                x=rows["start_s"],
+                y=rows["num_seqs"],
+                mode="lines",
+                line={"width": 1},
+                name=f"replica {replica}",
+                hovertemplate=f"replica {replica}: batch %{{y}} at %{{x:.2f}} s<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_yaxes(type="log", title_text="ms", row=1, col=1)
+    fig.update_yaxes(title_text="sequences", row=2, col=1)
+    fig.update_xaxes(title_text="simulated time (s)", row=2, col=1)
+    fig.update_layout(title=title or "run over time", hovermode="closest", height=640)
+    return fig
