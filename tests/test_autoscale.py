@@ -10,6 +10,7 @@ from simulator import Scenario, build_workload, simulate
 from simulator.autoscaling import autoscale_study, predictive_schedule, simulate_autoscaled
 from simulator.config import RateProfile
 from simulator.engine.autoscale import AutoscalerConfig, ScaleLog
+from simulator.metrics.figures import autoscale_figure
 from simulator.validation import ScenarioError
 
 FACTORS = [0.2, 1.0, 1.0, 0.2, 0.0, 0.5]
@@ -113,6 +114,9 @@ def test_study_reports_savings_and_hourly_attainment() -> None:
     assert list(hourly["hour"]) == list(range(len(hourly))) and len(hourly) >= 5
     assert hourly["slo_attainment_frac"].dropna().between(0, 1).all()
     assert hourly["mean_paid_replicas"].min() >= 2
+    fig = autoscale_figure(study.hourly)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["fixed: replicas", "fixed: SLO met"] and names[-1] == "arrivals (req/s)"
 
 
 def test_predictive_schedule_by_hand() -> None:

@@ -209,3 +209,59 @@ def run_figure(requests: pd.DataFrame, steps: pd.DataFrame, title: str = "") -> 
     fig.update_xaxes(title_text="simulated time (s)", row=2, col=1)
     fig.update_layout(title=title or "run over time", hovermode="closest", height=640)
     return fig
+
+
+def autoscale_figure(hourly: pd.DataFrame, title: str = "") -> Any:
+    """Per hour of the day: paid replicas of each policy (with the arrival rate) and SLO attainment."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        specs=[[{"secondary_y": True}], [{}]],
+        subplot_titles=("paid replicas per hour", "SLO attainment per hour"),
+    )
+    for policy, rows in hourly.groupby("policy", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["hour"],
+                y=rows["mean_paid_replicas"],
+                mode="lines",
+                line={"shape": "hv"},
+                name=f"{policy}: replicas",
+                hovertemplate=f"{policy}: %{{y:.2f}} replicas in hour %{{x}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["hour"],
+                y=[v * 100 for v in rows["slo_attainment_frac"]],
+                mode="lines+markers",
+                name=f"{policy}: SLO met",
+                hovertemplate=f"{policy}: %{{y:.1f}} % met the SLO in hour %{{x}}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    first = hourly[hourly["policy"] == hourly["policy"].iloc[0]]
+    fig.add_trace(
+        go.Scatter(
+            x=first["hour"],
+            y=first["arrival_rate_per_s"],
+            mode="lines",
+            line={"dash": "dot", "color": "gray"},
+            name="arrivals (req/s)",
+            hovertemplate="%{y:.2f} req/s in hour %{x}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="replicas", row=1, col=1)
+    fig.update_yaxes(title_text="req/s", row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="% of requests", row=2, col=1)
+    fig.update_xaxes(title_text="hour of the day", row=2, col=1)
+    fig.update_layout(title=title or "autoscaling over a day", hovermode="x unified", height=600)
+    return fig
