@@ -110,6 +110,22 @@ class PrefixConfig(BaseModel):
 ArrivalKind = Literal["poisson", "gamma", "burst", "concurrency", "trace"]
 
 
+class RateProfile(BaseModel):
+    """A periodic, piecewise-constant rate: ``rate_per_s x factors[i]`` during slot i (a day in hours)."""
+
+    model_config = _FROZEN
+    slot_s: float = Field(gt=0, le=1e7, description="simulated seconds per slot (one 'hour' of a day)")
+    factors: tuple[Annotated[float, Field(ge=0, le=1e6)], ...] = Field(
+        min_length=1, max_length=100_000, description="rate multiplier per slot; the profile repeats"
+    )
+
+    @model_validator(mode="after")
+    def _some_traffic(self) -> RateProfile:
+        if max(self.factors) <= 0:
+            raise ValueError("factors must have at least one slot > 0")
+        return self
+
+
 class WorkloadConfig(BaseModel):
     """Which requests arrive when, with how many prompt and output tokens."""
 
@@ -133,6 +149,9 @@ class WorkloadConfig(BaseModel):
     input_tokens: LengthSpec = 512
     output_tokens: LengthSpec = 128
     trace: str | None = Field(None, description="bundled trace name (azure-conv-2023) or a CSV path")
+    rate_profile: RateProfile | None = Field(
+        None, description="poisson/gamma: vary the rate over time (rate_per_s x factor of the slot)"
+    )
     prefix: PrefixConfig | None = Field(
         None, description="shared prefixes: each prompt is a prefix plus input_tokens of its own"
     )
@@ -175,6 +194,8 @@ class WorkloadConfig(BaseModel):
             raise ValueError("arrival 'concurrency' needs workload.concurrency (number of clients)")
         if self.arrival in ("poisson", "gamma") and self.rate_per_s is None:
             raise ValueError(f"arrival {self.arrival!r} needs workload.rate_per_s")
+        if self.rate_profile is not None and self.arrival not in ("poisson", "gamma"):
+            raise ValueError(f"workload.rate_profile needs arrival poisson or gamma (got {self.arrival!r})")
         if self.arrival != "trace" and self.num_requests is None:
             raise ValueError(f"arrival {self.arrival!r} needs workload.num_requests")
         names = [c.name for c in self.classes]

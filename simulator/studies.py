@@ -60,8 +60,12 @@ def result_row(result: SimulationResult) -> dict[str, Any]:
     }
 
 
-def curve(scenario: Scenario, rates: Sequence[float]) -> pd.DataFrame:
+def curve(scenario: Scenario, rates: Sequence[float], *, duration_s: float | None = None) -> pd.DataFrame:
     """Latency and throughput against offered load: the scenario played at each rate, one row each.
+
+    ``duration_s`` plays each rate for about that many simulated seconds (the request count scales
+    with the rate; see ``simulator.capacity.rate_scenario``); without it every rate sends the
+    scenario's ``workload.num_requests``.
 
     Columns: rate_per_s, request_throughput_rps, output_throughput_tok_s, gpu_busy_frac,
     mean_batch_size, the TTFT/ITL/TPOT/E2E percentiles of the summary (p50/p90/p99 where it has them),
@@ -69,7 +73,7 @@ def curve(scenario: Scenario, rates: Sequence[float]) -> pd.DataFrame:
     """
     if not rates:
         raise ConfigError("rates", list(rates), "at least one arrival rate (req/s)")
-    rows = [result_row(simulate(rate_scenario(scenario, rate))) for rate in sorted(rates)]
+    rows = [result_row(simulate(rate_scenario(scenario, rate, duration_s))) for rate in sorted(rates)]
     return pd.DataFrame(rows)
 
 
@@ -118,7 +122,7 @@ def compare(
         row["output_tok_s_per_gpu"] = s["output_throughput_tok_s"] / s["num_gpus"]
         power_w = s["num_gpus"] * hw.tdp_w * s["gpu_busy_frac"]
         row["output_tok_s_per_w"] = s["output_throughput_tok_s"] / power_w if power_w > 0 else math.nan
-        row |= _cost_columns(s, hw.gpus_per_node, hw.tdp_w, inputs)
+        row |= _cost_columns(s, hw.name, hw.gpus_per_node, hw.tdp_w, inputs)
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["pareto"] = pareto_front(frame["output_tok_s_per_gpu"].tolist(), frame[latency_key].tolist())
@@ -126,12 +130,12 @@ def compare(
 
 
 def _cost_columns(
-    summary: dict[str, Any], gpus_per_node: int, tdp_w: float, inputs: CostInputs
+    summary: dict[str, Any], hardware: str, gpus_per_node: int, tdp_w: float, inputs: CostInputs
 ) -> dict[str, Any]:
     """cost_usd_per_mtok and its four parts; NaN when the run produced no tokens."""
     names = ("capital", "operations", "idle", "engineering")
     if not summary["output_throughput_tok_s"] > 0:
         return {"cost_usd_per_mtok": math.nan} | {f"{n}_usd_per_mtok": math.nan for n in names}
-    cost = run_cost(summary, gpus_per_node=gpus_per_node, tdp_w=tdp_w, inputs=inputs)
+    cost = run_cost(summary, gpus_per_node=gpus_per_node, tdp_w=tdp_w, inputs=inputs, hardware=hardware)
     parts = {f"{n}_usd_per_mtok": getattr(cost, f"{n}_usd_per_mtok") for n in names}
     return {"cost_usd_per_mtok": cost.total_usd_per_mtok} | parts

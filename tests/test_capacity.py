@@ -11,16 +11,20 @@ import pytest
 
 from simulator import Scenario
 from simulator.capacity import (
+    EXAMPLE_NODE_PRICE_USD,
     CostBreakdown,
     CostInputs,
     NoKneeError,
     RateCheck,
     cost_per_mtok,
     find_knee,
+    plan_capacity,
+    rate_scenario,
     replicas_needed,
     request_slo_met,
     saturation_batch,
 )
+from simulator.capacity.knee import MIN_REQUESTS
 from simulator.config import SLOConfig
 from simulator.errors import ConfigError
 from simulator.resolve import resolve
@@ -151,7 +155,13 @@ ZERO = CostInputs(node_price_usd=0, lifetime_years=1, usd_per_kwh=0, engineering
 
 def _cost(inputs: CostInputs, num_gpus: int = 8, busy_frac: float = 1.0) -> CostBreakdown:
     return cost_per_mtok(
-        inputs, num_gpus=num_gpus, gpus_per_node=8, tdp_w=700, output_tok_per_s=1000, busy_frac=busy_frac
+        inputs,
+        num_gpus=num_gpus,
+        gpus_per_node=8,
+        tdp_w=700,
+        output_tok_per_s=1000,
+        busy_frac=busy_frac,
+        hardware="h100-sxm",
     )
 
 
@@ -204,7 +214,59 @@ def test_cost_inputs_from_yaml_and_overrides(tmp_path: Path) -> None:
     path.write_text("node_price_usd: 123456\npue: 1.1\n")
     inputs = CostInputs.from_yaml(path, {"pue": 1.2})
     assert (inputs.node_price_usd, inputs.pue, inputs.lifetime_years) == (123456, 1.2, 4.0)
+    assert inputs.node_price_for("b300") == 123456  # one price set: it applies to every profile
     with pytest.raises(ConfigError, match="node_price_usdd"):
         CostInputs.from_yaml(None, {"node_price_usdd": 1})
     with pytest.raises(ConfigError, match="no such file"):
         CostInputs.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_node_price_per_profile_unless_one_price_is_set() -> None:
+    inputs = ZERO.model_copy(update={"node_price_usd": None})
+    h100 = _cost(inputs)
+    assert h100.capital_usd_per_mtok == pytest.approx(
+        EXAMPLE_NODE_PRICE_USD["h100-sxm"] / YEAR_TOKENS_AT_1000 * 1e6
+    )
+    b300 = cost_per_mtok(
+        inputs, num_gpus=8, gpus_per_node=8, tdp_w=1100, output_tok_per_s=1000, busy_frac=1, hardware="b300"
+    )
+    assert b300.capital_usd_per_mtok == pytest.approx(
+        EXAMPLE_NODE_PRICE_USD["b300"] / YEAR_TOKENS_AT_1000 * 1e6
+    )
+    assert _cost(ZERO.model_copy(update={"node_price_usd": 1.0})).capital_usd_per_mtok == pytest.approx(
+        1 / YEAR_TOKENS_AT_1000 * 1e6
+    )
+    with pytest.raises(ConfigError, match=r"node_price_usd_by_hardware\.my-gpu"):
+        cost_per_mtok(
+            inputs, num_gpus=8, gpus_per_node=8, tdp_w=1, output_tok_per_s=1, busy_frac=1, hardware="my-gpu"
+        )
+    # a dotted override sets one profile's price and keeps the others
+    custom = CostInputs.from_yaml(None, {"node_price_usd_by_hardware.my-gpu": 99.0})
+    assert custom.node_price_for("my-gpu") == 99.0
+    assert custom.node_price_for("h100-sxm") == EXAMPLE_NODE_PRICE_USD["h100-sxm"]
+
+
+def test_plan_capacity_sizes_and_prices_a_fleet() -> None:
+    scenario = SMALL.with_updates({"slo.ttft_p99_s": 0.5, "layout.tp": 2})
+    plan = plan_capacity(scenario, peak_rate_per_s=20.0, headroom_frac=0.25, rel_tol=0.2, duration_s=10.0)
+    knee = plan.knee
+    assert knee.at_knee.meets_slo and knee.knee_rate_per_s > 0
+    size = plan.sizing
+    assert size is not None and plan.fleet_cost is not None
+    assert size.knee_replicas == math.ceil(25.0 / knee.knee_rate_per_replica_per_s)
+    assert plan.num_gpus == size.replicas * 2
+    # the fleet carries headroom, so more of its paid capacity is idle than at the knee
+    assert plan.fleet_cost.used_frac <= plan.cost_at_knee.used_frac + 1e-12
+    row = plan.row()
+    assert row["replicas"] == size.replicas and row["fleet_usd_per_mtok"] > 0
+    text = "\n".join(plan.lines())
+    assert "knee:" in text and "B_sat" in text and "Little's law" in text and "cost of that fleet" in text
+    assert plan_capacity(scenario, rel_tol=0.2, duration_s=10.0).sizing is None
+
+
+def test_rate_scenario_holds_the_duration() -> None:
+    assert rate_scenario(SMALL, 30.0, duration_s=10.0).workload.num_requests == 300
+    assert rate_scenario(SMALL, 0.1, duration_s=10.0).workload.num_requests == MIN_REQUESTS
+    assert rate_scenario(SMALL, 30.0).workload.num_requests == 100
+    with pytest.raises(ConfigError, match="shorten the duration"):
+        rate_scenario(SMALL, 1e6, duration_s=1e6)

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "simulator.simulate": 5,
     "simulator.capacity.*": 5,
     "simulator.studies": 5,
+    "simulator.autoscaling": 5,
     "simulator.sweep": 6,
     "simulator.sweeps.*": 6,
     "simulator.cli.*": 6,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulator import Scenario
+from simulator import Scenario, simulate
 from simulator.errors import ConfigError
-from simulator.metrics import report as report_module
-from simulator.metrics.figures import compare_figure, curve_figure, knee_figure
-from simulator.metrics.report import calibration_status, display_frame, report_html
+from simulator.hardware import calibration as calibration_module
+from simulator.metrics.figures import MAX_POINTS, _thin, compare_figure, curve_figure, knee_figure, run_figure
+from simulator.metrics.report import calibration_status, display_frame, report_html, scenario_report
 from simulator.studies import LATENCY_KEYS, compare, curve, pareto_front, parse_rates
 
 SMALL = Scenario(model="llama-3.1-8b", name="small-8b").with_updates(
@@ -93,9 +93,10 @@ def test_compare_two_precisions() -> None:
 def test_report_has_the_figures_the_table_and_the_scenario(
     small_curve: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report_module, "hardware_profiles_dir", lambda: tmp_path)  # no calibration tables
     figures = [curve_figure(small_curve, SMALL.slo), knee_figure(_checks(), 4.0, SMALL.slo)]
-    page = report_html("Curve: small-8b", figures, small_curve, {"small-8b": SMALL.to_yaml()}, ["h100-sxm"])
+    page = report_html(
+        "Curve: small-8b", figures, small_curve, {"small-8b": SMALL.to_yaml()}, {"h100-sxm": None}
+    )
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert 'id="trilemma-figure-0"' in page and 'id="trilemma-figure-1"' in page
     assert page.count("plotly.js v") == 1 and '<script src="http' not in page  # inlined once, no CDN
@@ -133,14 +134,24 @@ def test_compare_figure_marks_the_front() -> None:
     assert fig.layout.yaxis.type == "log"
 
 
-def test_calibration_status_follows_the_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report_module, "hardware_profiles_dir", lambda: tmp_path)
-    assert calibration_status(["h100-sxm", "b200"]) == {"h100-sxm": False, "b200": False}
-    (tmp_path / "calibration").mkdir()
-    (tmp_path / "calibration" / "h100-sxm.json").write_text("{}")
-    assert calibration_status(["h100-sxm", "/x/b200.yaml"]) == {"h100-sxm": True, "b200": False}
-    page = report_html("t", [], _checks(), {}, ["h100-sxm"])
-    assert "h100-sxm</b>: calibrated" in page
+def test_calibration_status_follows_the_cost_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calibration_module, "calibration_dir", lambda: tmp_path)  # no tables
+    b200 = SMALL.with_updates({"hardware": "b200"})
+    assert calibration_status([SMALL, b200]) == {"h100-sxm": None, "b200": None}
+    page = scenario_report("t", [], _checks(), [SMALL])
+    assert "h100-sxm</b>: spec-only" in page
+    page = report_html("t", [], _checks(), {}, {"h100-sxm": "jax micro-benchmarks on an H100"})
+    assert "h100-sxm</b>: calibrated" in page and "jax micro-benchmarks on an H100" in page
+
+
+def test_run_figure_thins_long_runs() -> None:
+    result = simulate(SMALL.with_updates({"layout.dp": 2}))
+    fig = run_figure(result.requests, result.steps)
+    names = [t.name for t in fig.data]
+    assert names == ["TTFT", "E2E", "replica 0", "replica 1"]
+    assert len(fig.data[0].x) == (result.requests["status"] == "finished").sum()
+    many = pd.DataFrame({"x": range(10 * MAX_POINTS + 3)})
+    assert len(_thin(many)) <= MAX_POINTS
 
 
 def test_display_frame_converts_units() -> None:

@@ -2,12 +2,20 @@
 
 ``knee`` checks runs against the scenario's SLO and searches the highest rate that meets it;
 ``sizing`` turns a peak rate into replicas (Little's law and the knee); ``cost`` prices output tokens
-in the four cost dimensions. See each module's docstring for the formulas and units.
+in the four cost dimensions; ``plan`` does the three in one call (``plan_capacity``). See each
+module's docstring for the formulas and units.
 """
 
 from __future__ import annotations
 
-from simulator.capacity.cost import CostBreakdown, CostInputs, cost_per_mtok, run_cost
+from simulator.capacity.cost import (
+    EXAMPLE_NODE_PRICE_USD,
+    PRICES_AS_OF,
+    CostBreakdown,
+    CostInputs,
+    cost_per_mtok,
+    run_cost,
+)
 from simulator.capacity.knee import (
     KneeResult,
     NoKneeError,
@@ -19,9 +27,13 @@ from simulator.capacity.knee import (
     require_slo,
     saturation_batch,
 )
+from simulator.capacity.plan import CapacityPlan, plan_capacity
 from simulator.capacity.sizing import Sizing, replicas_needed, sustainable_batch
 
 __all__ = [
+    "EXAMPLE_NODE_PRICE_USD",
+    "PRICES_AS_OF",
+    "CapacityPlan",
     "CostBreakdown",
     "CostInputs",
     "KneeResult",
@@ -31,6 +43,7 @@ __all__ = [
     "check_slo",
     "cost_per_mtok",
     "find_knee",
+    "plan_capacity",
     "rate_scenario",
     "replicas_needed",
     "request_slo_met",

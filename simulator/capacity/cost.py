@@ -4,7 +4,9 @@ TCO per token = (capital + operations + engineering) / lifetime output tokens, w
 that sits unused split out as its own dimension, so the four parts add up to the total:
 
 - capital: whole nodes bought (``ceil(gpus / gpus_per_node)`` x node price, even when fewer GPUs are
-  needed), amortized over ``lifetime_years``; the share the work actually uses.
+  needed), amortized over ``lifetime_years``; the share the work actually uses. The node price is
+  ``node_price_usd`` when set (one price for every profile), else the example price of the hardware
+  profile in ``node_price_usd_by_hardware``.
 - operations: power at TDP x busy fraction x PUE x $/kWh for the GPUs that run; or, when
   ``cloud_usd_per_gpu_hour`` is set, renting the GPUs instead of buying them (no capital, no power bill);
   the share the work uses.
@@ -26,19 +28,44 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simulator.config import set_dotted
 from simulator.datafiles import read_yaml_mapping
 from simulator.errors import ConfigError, describe_validation_error
 
 HOURS_PER_YEAR = 24 * 365
+PRICES_AS_OF = "2026-11"
+# EXAMPLE prices of one 8-GPU server (GPUs, CPUs, memory, NICs), as of PRICES_AS_OF: rough street prices
+# for illustration, not quotes. Override them (CostInputs.node_price_usd or node_price_usd_by_hardware).
+EXAMPLE_NODE_PRICE_USD: dict[str, float] = {
+    "a100-sxm": 150_000.0,
+    "h100-sxm": 300_000.0,
+    "h200-sxm": 350_000.0,
+    "b200": 450_000.0,
+    "b300": 550_000.0,
+    "mi300x": 250_000.0,
+}
+# EXAMPLE on-demand rental prices per GPU-hour, as of PRICES_AS_OF (illustrative, not quotes).
+EXAMPLE_CLOUD_USD_PER_GPU_HOUR: dict[str, float] = {
+    "a100-sxm": 1.3,
+    "h100-sxm": 2.5,
+    "h200-sxm": 3.5,
+    "b200": 5.0,
+    "b300": 6.5,
+    "mi300x": 2.5,
+}
 
 
 class CostInputs(BaseModel):
     """The four cost dimensions' inputs. Defaults are examples dated 2026-11; override them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    as_of: str = Field("2026-11", description="when the example prices were set")
-    node_price_usd: float = Field(
-        300_000.0, ge=0, description="example (2026-11): one 8-GPU H100-class server, bought"
+    as_of: str = Field(PRICES_AS_OF, description="when the example prices were set")
+    node_price_usd: float | None = Field(
+        None, ge=0, description="one node's price for every profile (None: node_price_usd_by_hardware)"
+    )
+    node_price_usd_by_hardware: dict[str, float] = Field(
+        default_factory=lambda: dict(EXAMPLE_NODE_PRICE_USD),
+        description="examples (2026-11): one 8-GPU server of each profile, bought",
     )
     lifetime_years: float = Field(4.0, gt=0, le=20, description="amortization period of the hardware")
     usd_per_kwh: float = Field(0.12, ge=0, description="example (2026-11): industrial electricity price")
@@ -50,16 +77,38 @@ class CostInputs(BaseModel):
         150_000.0, ge=0, description="example (2026-11): tuning and benchmarking labour over the lifetime"
     )
 
+    def node_price_for(self, hardware: str | None) -> float:
+        """The price of one node of ``hardware``: node_price_usd if set, else the per-profile table."""
+        if self.node_price_usd is not None:
+            return self.node_price_usd
+        if hardware is not None and hardware in self.node_price_usd_by_hardware:
+            return self.node_price_usd_by_hardware[hardware]
+        known = ", ".join(sorted(self.node_price_usd_by_hardware))
+        raise ConfigError(
+            "cost inputs: node_price_usd",
+            hardware,
+            f"no node price for this hardware; set node_price_usd (or node_price_usd_by_hardware.{hardware}"
+            f"), or rent with cloud_usd_per_gpu_hour (profiles with an example price: {known})",
+        )
+
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> CostInputs:
-        """Read inputs from a YAML mapping (None: the defaults), then apply ``overrides``."""
+        """Read inputs from a YAML mapping (None: the defaults), then apply dotted ``overrides``.
+
+        A ``node_price_usd_by_hardware`` table (in the file or an override such as
+        ``node_price_usd_by_hardware.b300=600000``) adds to the example prices rather than replacing them.
+        """
         data: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError("cost inputs", str(path), "no such file; give a YAML of CostInputs keys")
             data = dict(read_yaml_mapping(path, "cost inputs"))
-        data.update(overrides or {})
+        table = data.get("node_price_usd_by_hardware") or {}
+        if isinstance(table, Mapping):  # a file or override adds to (or replaces) the example prices
+            data["node_price_usd_by_hardware"] = {**EXAMPLE_NODE_PRICE_USD, **table}
+        for key, value in (overrides or {}).items():
+            set_dotted(data, key, value)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -101,8 +150,13 @@ def cost_per_mtok(
     tdp_w: float,
     output_tok_per_s: float,
     busy_frac: float,
+    hardware: str | None = None,
 ) -> CostBreakdown:
-    """Price a million output tokens of ``num_gpus`` GPUs that are busy ``busy_frac`` of the time."""
+    """Price a million output tokens of ``num_gpus`` GPUs that are busy ``busy_frac`` of the time.
+
+    ``hardware`` (a profile name) picks the node price from ``inputs.node_price_usd_by_hardware``
+    unless ``inputs.node_price_usd`` is set.
+    """
     if not (output_tok_per_s > 0 and math.isfinite(output_tok_per_s)):
         raise ConfigError("output_tok_per_s", output_tok_per_s, "a positive throughput (tokens per second)")
     if not 0 <= busy_frac <= 1:
@@ -117,7 +171,7 @@ def cost_per_mtok(
     else:
         num_nodes = math.ceil(num_gpus / gpus_per_node)
         paid_gpus = num_nodes * gpus_per_node
-        capex_usd, rent_usd = num_nodes * inputs.node_price_usd, 0.0
+        capex_usd, rent_usd = num_nodes * inputs.node_price_for(hardware), 0.0
         power_kw = num_gpus * tdp_w / 1000.0 * busy_frac * inputs.pue
         power_usd = power_kw * hours * inputs.usd_per_kwh
     used_frac = busy_frac * num_gpus / paid_gpus
@@ -135,11 +189,17 @@ def cost_per_mtok(
 
 
 def run_cost(
-    summary: Mapping[str, Any], *, gpus_per_node: int, tdp_w: float, inputs: CostInputs
+    summary: Mapping[str, Any],
+    *,
+    gpus_per_node: int,
+    tdp_w: float,
+    inputs: CostInputs,
+    hardware: str | None = None,
 ) -> CostBreakdown:
     """``cost_per_mtok`` for a run's summary (its GPUs, output throughput and busy fraction)."""
     return cost_per_mtok(
         inputs,
+        hardware=hardware,
         num_gpus=int(summary["num_gpus"]),
         gpus_per_node=gpus_per_node,
         tdp_w=tdp_w,

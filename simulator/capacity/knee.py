@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.config import Scenario, SLOConfig
+from simulator.config import MAX_NUM_REQUESTS, Scenario, SLOConfig
 from simulator.errors import ConfigError, SimulatorError
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult, simulate
 from simulator.speculative import Pricer
 
 RATE_ARRIVALS = ("poisson", "gamma", "trace")
+MIN_REQUESTS = 50
 
 
 class NoKneeError(SimulatorError):
@@ -100,8 +101,13 @@ def check_slo(result: SimulationResult) -> RateCheck:
     )
 
 
-def rate_scenario(scenario: Scenario, rate_per_s: float) -> Scenario:
-    """The scenario at another mean arrival rate (a trace is rescaled to it)."""
+def rate_scenario(scenario: Scenario, rate_per_s: float, duration_s: float | None = None) -> Scenario:
+    """The scenario at another mean arrival rate (a trace is rescaled to it).
+
+    With ``duration_s`` the number of requests becomes ``ceil(rate x duration_s)`` (at least
+    ``MIN_REQUESTS``), so every rate is measured over about the same simulated time: with a fixed count
+    a high rate is a short burst whose queue never builds up, and it can look sustainable when it is not.
+    """
     if scenario.workload.arrival not in RATE_ARRIVALS:
         raise ConfigError(
             "workload.arrival",
@@ -110,7 +116,20 @@ def rate_scenario(scenario: Scenario, rate_per_s: float) -> Scenario:
         )
     if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
         raise ConfigError("rate_per_s", rate_per_s, "a positive, finite number of requests per second")
-    return scenario.with_updates({"workload.rate_per_s": float(rate_per_s)})
+    updates: dict[str, Any] = {"workload.rate_per_s": float(rate_per_s)}
+    if duration_s is not None:
+        if not (duration_s > 0 and math.isfinite(duration_s)):
+            raise ConfigError("duration_s", duration_s, "a positive, finite number of simulated seconds")
+        num = max(MIN_REQUESTS, math.ceil(rate_per_s * duration_s))
+        if num > MAX_NUM_REQUESTS:
+            raise ConfigError(
+                "duration_s",
+                duration_s,
+                f"{rate_per_s:.4g} req/s for {duration_s:g} s is {num:,} requests, over the limit of "
+                f"{MAX_NUM_REQUESTS:,}; shorten the duration",
+            )
+        updates["workload.num_requests"] = num
+    return scenario.with_updates(updates)
 
 
 @dataclass(frozen=True)
@@ -152,17 +171,20 @@ def find_knee(
     start_rate_per_s: float | None = None,
     max_evaluations: int = 40,
     evaluate: Callable[[float], RateCheck] | None = None,
+    duration_s: float | None = None,
 ) -> KneeResult:
     """Bracket the knee by doubling (or halving) the rate, then bisect until (hi - lo) / lo <= rel_tol.
 
-    ``evaluate(rate)`` defaults to simulating the scenario at that rate and checking its SLO; pass your
-    own (a measured curve, a synthetic function) to search something else.
+    The result is within the stated tolerance: ``knee_rate_per_s`` meets the SLO, ``upper_rate_per_s``
+    misses it, and (upper - knee) / knee <= rel_tol. ``evaluate(rate)`` defaults to simulating the
+    scenario at that rate (over ``duration_s`` simulated seconds when given, see ``rate_scenario``) and
+    checking its SLO; pass your own (a measured curve, a synthetic function) to search something else.
     """
     if not 0 < rel_tol < 1:
         raise ConfigError("rel_tol", rel_tol, "a relative tolerance in (0, 1), for example 0.05")
     if evaluate is None:
         require_slo(scenario.slo)
-        evaluate = lambda rate: check_slo(simulate(rate_scenario(scenario, rate)))  # noqa: E731
+        evaluate = lambda rate: check_slo(simulate(rate_scenario(scenario, rate, duration_s)))  # noqa: E731
     checks: list[RateCheck] = []
 
     def run(rate: float) -> RateCheck:

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from simulator.cli.app import app, parse_overrides
+from simulator.cli.study import write_report
 from simulator.config import Scenario
+from simulator.metrics.figures import run_figure
 from simulator.simulate import SimulationResult, simulate
 
 
@@ -90,6 +93,9 @@ def run(
         typer.Option("--out", help="write requests.parquet, steps.parquet, summary.json, scenario.yaml here"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="do not print the summary table")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="write a self-contained HTML report here")
+    ] = None,
 ) -> None:
     """Simulate one scenario and print its summary."""
     overrides = parse_overrides(set_ or [])
@@ -107,3 +113,7 @@ def run(
         result.save(out)
         if not quiet:
             Console().print(f"results written to {out}/")
+    if report is not None:
+        figure = run_figure(result.requests, result.steps, title=f"{sc.name} over time")
+        table = pd.DataFrame([result.summary()])
+        write_report(report, f"Run: {sc.name}", [figure], table, [sc])

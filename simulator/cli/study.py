@@ -11,12 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.capacity import CostInputs, KneeResult, find_knee, replicas_needed, run_cost, sustainable_batch
+from simulator.capacity import CostInputs, plan_capacity
 from simulator.cli.app import app, parse_overrides
 from simulator.config import Scenario
 from simulator.metrics.figures import compare_figure, curve_figure, knee_figure
-from simulator.metrics.report import report_html
-from simulator.resolve import resolve
+from simulator.metrics.report import scenario_report
 from simulator.studies import LATENCY_KEYS, compare, curve, parse_rates
 
 ScenarioArg = Annotated[
@@ -25,6 +24,14 @@ ScenarioArg = Annotated[
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a key: --set layout.tp=4")]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report here")]
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="write the table as CSV here")]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--duration",
+        help="simulate each rate for about this many seconds (requests = rate x duration) instead of "
+        "workload.num_requests at every rate",
+    ),
+]
 CostOpt = Annotated[Path | None, typer.Option("--cost", help="YAML of cost inputs (see CostInputs)")]
 CostSetOpt = Annotated[
     list[str] | None, typer.Option("--cost-set", help="override a cost input: --cost-set usd_per_kwh=0.2")
@@ -80,7 +87,7 @@ def _print_frame(frame: pd.DataFrame, title: str, columns: list[str]) -> None:
     Console(width=max(console.width, 150)).print(table)
 
 
-def _write_report(
+def write_report(
     path: Path,
     title: str,
     figures: list[Any],
@@ -88,9 +95,8 @@ def _write_report(
     scenarios: list[Scenario],
     notes: list[str] | None = None,
 ) -> None:
-    yamls = {sc.name: sc.to_yaml() for sc in scenarios}
-    hardware = sorted({sc.hardware for sc in scenarios})
-    page = report_html(title, figures, table, yamls, hardware, notes=notes or ())
+    """Write the study's self-contained HTML page (see ``simulator.metrics.report``)."""
+    page = scenario_report(title, figures, table, scenarios, notes=notes or ())
     path.write_text(page, encoding="utf-8")
     Console().print(f"report written to {path}")
 
@@ -114,58 +120,20 @@ def curve_command(
     scenario: ScenarioArg = None,
     rates: Annotated[str, typer.Option("--rates", help="start:stop:count (1:40:20) or a list (2,4,8)")] = "",
     set_: SetOpt = None,
+    duration: DurationOpt = None,
     csv: CsvOpt = None,
     report: ReportOpt = None,
 ) -> None:
     """Latency and throughput against offered load: the scenario at each rate of --rates."""
     rate_list = parse_rates(rates)
     sc = _load(scenario, set_)
-    frame = curve(sc, rate_list)
+    frame = curve(sc, rate_list, duration_s=duration)
     _print_frame(frame, f"{sc.name}: latency-load curve", _CURVE_COLUMNS)
     if csv is not None:
         frame.to_csv(csv, index=False)
     if report is not None:
         fig = curve_figure(frame, sc.slo, title=f"{sc.name}: latency-load curve")
-        _write_report(report, f"Latency-load curve: {sc.name}", [fig], frame, [sc])
-
-
-def _knee_lines(
-    sc: Scenario, knee: KneeResult, peak: float | None, headroom: float, inputs: CostInputs
-) -> list[str]:
-    """What the knee command prints under the table: knee, goodput, B_sat, cost, sizing."""
-    resolved = resolve(sc)
-    s = knee.at_knee.summary
-    hw = resolved.hardware
-    cost = run_cost(s, gpus_per_node=hw.gpus_per_node, tdp_w=hw.tdp_w, inputs=inputs)
-    lines = [
-        f"knee: {knee.knee_rate_per_s:.3g} req/s ({knee.knee_rate_per_replica_per_s:.3g} per replica, "
-        f"{sc.layout.dp} replicas); {knee.upper_rate_per_s:.3g} req/s misses the SLO "
-        f"(rel_tol {knee.rel_tol:g})",
-        f"goodput at the knee: {knee.goodput_rps:.3g} req/s meet every SLO target "
-        f"({knee.at_knee.slo_met_frac * 100:.1f} % of requests)",
-        f"B_sat (decode batch where a step exceeds 1.1x the batch-1 step): {knee.b_sat}",
-        f"cost at the knee: ${cost.total_usd_per_mtok:.3f} per million output tokens = capital "
-        f"{cost.capital_usd_per_mtok:.3f} + operations {cost.operations_usd_per_mtok:.3f} + idle "
-        f"{cost.idle_usd_per_mtok:.3f} + engineering {cost.engineering_usd_per_mtok:.3f} "
-        f"(example inputs as of {inputs.as_of}; override with --cost / --cost-set)",
-    ]
-    if peak is not None:
-        context = (s["input_throughput_tok_s"] + s["output_throughput_tok_s"]) / s["request_throughput_rps"]
-        batch = sustainable_batch(resolved, context)
-        size = replicas_needed(
-            peak,
-            mean_e2e_s=s["e2e_mean_s"],
-            sustainable_batch=batch,
-            knee_rate_per_replica_per_s=knee.knee_rate_per_replica_per_s,
-            headroom_frac=headroom,
-        )
-        lines.append(
-            f"replicas for {peak:g} req/s peak (+{headroom * 100:.0f} % headroom): {size.replicas} "
-            f"(Little's law: {size.concurrency:.1f} in flight / batch {batch} = {size.little_replicas}; "
-            f"knee: {size.target_rate_per_s:.3g} / {knee.knee_rate_per_replica_per_s:.3g} = "
-            f"{size.knee_replicas}) = {size.replicas * sc.layout.tp} GPUs"
-        )
-    return lines
+        write_report(report, f"Latency-load curve: {sc.name}", [fig], frame, [sc])
 
 
 @app.command("knee")
@@ -178,6 +146,7 @@ def knee_command(
         float | None, typer.Option("--peak-rate", help="size replicas for this peak")
     ] = None,
     headroom: Annotated[float, typer.Option("--headroom", help="burst headroom over the peak")] = 0.25,
+    duration: DurationOpt = None,
     cost: CostOpt = None,
     cost_set: CostSetOpt = None,
     report: ReportOpt = None,
@@ -185,15 +154,24 @@ def knee_command(
     """The highest arrival rate that meets the scenario's SLO (slo.*_p99_s, slo.goodput_frac)."""
     inputs = CostInputs.from_yaml(cost, parse_overrides(cost_set or []))
     sc = _load(scenario, set_)
-    knee = find_knee(sc, rel_tol=rel_tol, start_rate_per_s=start_rate)
+    plan = plan_capacity(
+        sc,
+        peak_rate_per_s=peak_rate,
+        headroom_frac=headroom,
+        cost_inputs=inputs,
+        rel_tol=rel_tol,
+        start_rate_per_s=start_rate,
+        duration_s=duration,
+    )
+    knee = plan.knee
     frame = knee.checks_frame()
     _print_frame(frame, f"{sc.name}: knee search", list(frame.columns))
-    lines = _knee_lines(sc, knee, peak_rate, headroom, inputs)
+    lines = plan.lines()
     for line in lines:
         Console().print(line, highlight=False)
     if report is not None:
         fig = knee_figure(frame, knee.knee_rate_per_s, sc.slo)
-        _write_report(report, f"Knee: {sc.name}", [fig], frame, [sc], notes=lines)
+        write_report(report, f"Knee: {sc.name}", [fig], frame, [sc], notes=lines)
 
 
 @app.command("compare")
@@ -222,4 +200,4 @@ def compare_command(
         frame.to_csv(csv, index=False)
     if report is not None:
         assert latency in LATENCY_KEYS  # compare() has validated it
-        _write_report(report, "Comparison", [compare_figure(frame, latency)], frame, loaded)
+        write_report(report, "Comparison", [compare_figure(frame, latency)], frame, loaded)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from heapq import heappush
 from typing import Any
 
@@ -76,6 +76,8 @@ class _Cluster:
         # Open loop: when the next request is due (inf when none is); the closed loop cannot know.
         self.next_arrival_s = math.inf
         self.next_request = 0
+        # The replicas the router may pick (None: all); an autoscaler (engine/autoscale.py) narrows it.
+        self.routable: list[ReplicaState] | None = None
 
     def submit(self, request_id: int) -> None:
         """Issue one request now: reject it with its reason, or route it to a replica."""
@@ -94,7 +96,8 @@ class _Cluster:
         if self.prefix_id is not None and self.prefix_tokens is not None:
             seq.prefix_id = self.prefix_id[request_id]
             seq.prefix_tokens = self.prefix_tokens[request_id]
-        index = self.resolved.router(self.router_ctx, self.replicas, seq)
+        candidates = self.replicas if self.routable is None else self.routable
+        index = candidates[self.resolved.router(self.router_ctx, candidates, seq)].index
         self.replicas[index].enqueue(seq)
         wakeup = self.wakeups[index]
         if wakeup is not None:
@@ -267,10 +270,20 @@ def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Gener
         cluster.finish(seq)
 
 
-def run_engine(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
-    """Play ``requests`` through the resolved cluster until every request has finished or is rejected."""
+def run_engine(
+    resolved: ResolvedScenario,
+    requests: RequestTable,
+    control: Callable[[_Cluster], None] | None = None,
+) -> RunRecords:
+    """Play ``requests`` through the resolved cluster until every request has finished or is rejected.
+
+    ``control(cluster)`` is called before any request is issued, to set up processes that steer the
+    cluster (the autoscaler of ``simulator.engine.autoscale``).
+    """
     env = _Environment()
     cluster = _Cluster(env, resolved, requests)
+    if control is not None:
+        control(cluster)
     for state in cluster.replicas:
         env.process(_replica(cluster, state))
     if cluster.closed_loop:

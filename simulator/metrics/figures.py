@@ -154,3 +154,114 @@ def compare_figure(frame: pd.DataFrame, latency_key: str = "e2e_p99_s") -> Any:
     fig.update_yaxes(type="log", title_text=f"{latency_key.removesuffix('_s')} (ms, lower is better)")
     fig.update_layout(title="throughput vs latency (red: Pareto front)", hovermode="closest", height=480)
     return fig
+
+
+MAX_POINTS = 4000  # per trace: a report stays a few MB however long the run
+
+
+def _thin(frame: pd.DataFrame) -> pd.DataFrame:
+    """At most MAX_POINTS rows, evenly spaced (every k-th row), so a long run still loads quickly."""
+    step = max(1, -(-len(frame) // MAX_POINTS))
+    return frame.iloc[::step]
+
+
+def run_figure(requests: pd.DataFrame, steps: pd.DataFrame, title: str = "") -> Any:
+    """One run over time: each request's TTFT and E2E (log ms) at its arrival; batch size per replica."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("latency of each request, at its arrival", "batch size per step"),
+    )
+    done = _thin(requests[requests["status"] == "finished"])
+    for key, label in (("ttft_s", "TTFT"), ("e2e_s", "E2E")):
+        fig.add_trace(
+            go.Scatter(
+                x=done["arrival_s"],
+                y=_ms(done[key]),
+                mode="markers",
+                marker={"size": 4},
+                name=label,
+                customdata=done["request_id"],
+                hovertemplate=f"request %{{customdata}}: {label} %{{y:.1f}} ms, arrived %{{x:.2f}} s"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    for replica, rows in steps.groupby("replica", sort=True):
+        rows = _thin(rows)
+        fig.add_trace(
+            go.Scatter(
+                x=rows["start_s"],
+                y=rows["num_seqs"],
+                mode="lines",
+                line={"width": 1},
+                name=f"replica {replica}",
+                hovertemplate=f"replica {replica}: batch %{{y}} at %{{x:.2f}} s<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_yaxes(type="log", title_text="ms", row=1, col=1)
+    fig.update_yaxes(title_text="sequences", row=2, col=1)
+    fig.update_xaxes(title_text="simulated time (s)", row=2, col=1)
+    fig.update_layout(title=title or "run over time", hovermode="closest", height=640)
+    return fig
+
+
+def autoscale_figure(hourly: pd.DataFrame, title: str = "") -> Any:
+    """Per hour of the day: paid replicas of each policy (with the arrival rate) and SLO attainment."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        specs=[[{"secondary_y": True}], [{}]],
+        subplot_titles=("paid replicas per hour", "SLO attainment per hour"),
+    )
+    for policy, rows in hourly.groupby("policy", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["hour"],
+                y=rows["mean_paid_replicas"],
+                mode="lines",
+                line={"shape": "hv"},
+                name=f"{policy}: replicas",
+                hovertemplate=f"{policy}: %{{y:.2f}} replicas in hour %{{x}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["hour"],
+                y=[v * 100 for v in rows["slo_attainment_frac"]],
+                mode="lines+markers",
+                name=f"{policy}: SLO met",
+                hovertemplate=f"{policy}: %{{y:.1f}} % met the SLO in hour %{{x}}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    first = hourly[hourly["policy"] == hourly["policy"].iloc[0]]
+    fig.add_trace(
+        go.Scatter(
+            x=first["hour"],
+            y=first["arrival_rate_per_s"],
+            mode="lines",
+            line={"dash": "dot", "color": "gray"},
+            name="arrivals (req/s)",
+            hovertemplate="%{y:.2f} req/s in hour %{x}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="replicas", row=1, col=1)
+    fig.update_yaxes(title_text="req/s", row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="% of requests", row=2, col=1)
+    fig.update_xaxes(title_text="hour of the day", row=2, col=1)
+    fig.update_layout(title=title or "autoscaling over a day", hovermode="x unified", height=600)
+    return fig

@@ -2,8 +2,8 @@
 
 The page carries plotly's JavaScript inline (no network needed to open it), each scenario as YAML
 (re-runnable), the study's table with latencies in ms and fractions in %, and for each hardware profile
-whether its numbers are calibrated (a table at ``hardware_profiles/calibration/<profile>.json``) or
-spec-sheet only (roofline with efficiency factors).
+whether the cost model priced steps from a calibration table (``hardware_profiles/calibration/``) or
+from the spec sheet only (roofline with efficiency factors).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from simulator.resources import hardware_profiles_dir
+from simulator.config import Scenario
+from simulator.resolve import resolve
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -26,13 +26,19 @@ th { background: #f3f3f3; } pre { background: #f7f7f7; padding: 1em; overflow-x:
 """
 
 
-def calibration_status(hardware: Sequence[str]) -> dict[str, bool]:
-    """Profile name (or the stem of a profile path) -> whether a calibration table exists for it."""
-    folder = hardware_profiles_dir() / "calibration"
-    status = {}
-    for name in hardware:
-        stem = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        status[stem] = (folder / f"{stem}.json").is_file()
+def calibration_status(scenarios: Sequence[Scenario]) -> dict[str, str | None]:
+    """Hardware profile name -> the calibration table's source its cost model uses, None if spec-only.
+
+    Read from the resolved cost model (``CostModel.calibrated`` / ``calibration_source``), i.e. what the
+    simulation actually priced steps with.
+    """
+    status: dict[str, str | None] = {}
+    for scenario in scenarios:
+        resolved = resolve(scenario)
+        cost = resolved.cost
+        status[resolved.hardware.name] = (
+            (cost.calibration_source or "calibration table") if cost.calibrated else None
+        )
     return status
 
 
@@ -53,18 +59,29 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _calibration_html(hardware: Sequence[str]) -> str:
+def _calibration_html(calibration: Mapping[str, str | None]) -> str:
     items = []
-    for name, calibrated in calibration_status(hardware).items():
+    for name, source in calibration.items():
         what = (
-            "calibrated: a measured calibration table exists (hardware_profiles/calibration/"
-            f"{html.escape(name)}.json)"
-            if calibrated
+            f"calibrated: op times come from a measured calibration table ({html.escape(source)})"
+            if source is not None
             else "spec-only: roofline from datasheet numbers and efficiency factors, not calibrated "
             "against measured kernels; treat absolute times as estimates"
         )
-        items.append(f"<li><b>{html.escape(name)}</b>: {what}</li>")
+        items.append(f'<li class="calibration"><b>{html.escape(name)}</b>: {what}</li>')
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def scenario_report(
+    title: str,
+    figures: Sequence[Any],
+    table: pd.DataFrame,
+    scenarios: Sequence[Scenario],
+    notes: Sequence[str] = (),
+) -> str:
+    """``report_html`` for scenarios: each one's YAML, and the calibration status of their hardware."""
+    yamls = {sc.name: sc.to_yaml() for sc in scenarios}
+    return report_html(title, figures, table, yamls, calibration_status(scenarios), notes=notes)
 
 
 def report_html(
@@ -72,10 +89,11 @@ def report_html(
     figures: Sequence[Any],
     table: pd.DataFrame,
     scenarios: Mapping[str, str],
-    hardware: Sequence[str],
+    calibration: Mapping[str, str | None],
     notes: Sequence[str] = (),
 ) -> str:
-    """The page as a string: ``figures`` are plotly figures, ``scenarios`` maps a label to its YAML."""
+    """The page as a string: ``figures`` are plotly figures, ``scenarios`` maps a label to its YAML,
+    ``calibration`` a hardware profile to its calibration source (None: spec-only)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -85,7 +103,7 @@ def report_html(
         "Latencies in ms, fractions in %, rates in requests per second.</p>",
     ]
     parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
-    parts.append("<h2>Hardware calibration</h2>" + _calibration_html(hardware))
+    parts.append("<h2>Hardware calibration</h2>" + _calibration_html(calibration))
     for index, fig in enumerate(figures):
         parts.append(
             fig.to_html(full_html=False, include_plotlyjs=index == 0, div_id=f"trilemma-figure-{index}")

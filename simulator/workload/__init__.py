@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from simulator.workload.arrivals import (
     ARRIVAL_GENERATORS,
+    apply_rate_profile,
     gamma_arrivals,
     poisson_arrivals,
     rescale_to_rate,
@@ -19,6 +20,7 @@ from simulator.workload.traces import list_traces, load_length_values, load_trac
 __all__ = [
     "ARRIVAL_GENERATORS",
     "RequestTable",
+    "apply_rate_profile",
     "build_workload",
     "gamma_arrivals",
     "list_traces",

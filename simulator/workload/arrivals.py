@@ -4,6 +4,9 @@ Every generator has one signature, ``(workload, num, rng) -> float64 array of nu
 times``, and is registered in ``ARRIVAL_GENERATORS`` by the name ``WorkloadConfig.arrival`` uses
 ("trace" is not here: traces are loaded, not drawn; see ``simulator.workload.traces``).
 
+With ``workload.rate_profile`` the poisson and gamma generators draw a unit-rate process and map it
+onto the profile's periodic rate (``apply_rate_profile``): a day of traffic, time-scaled.
+
 Poisson arrivals are the arrival times of a Poisson process started at t = 0: the first request comes
 at the first exponential gap, not at 0 (so an M/M/1 set-up sees an empty system at the first arrival
 exactly as queueing theory assumes).
@@ -15,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator.config import WorkloadConfig
+from simulator.config import RateProfile, WorkloadConfig
 from simulator.errors import ConfigError
 
 ArrivalGenerator = Callable[[WorkloadConfig, int, np.random.Generator], np.ndarray]
@@ -70,11 +73,37 @@ def rescale_to_rate(arrival_s: np.ndarray, target_rate_per_s: float) -> np.ndarr
     return scaled_s
 
 
+def apply_rate_profile(unit_times: np.ndarray, rate_per_s: float, profile: RateProfile) -> np.ndarray:
+    """Map arrival times of a unit-rate process onto a periodic, piecewise-constant rate.
+
+    Time-rescaling theorem: if u_k are arrivals at rate 1, t_k = Lambda^-1(u_k), with
+    Lambda(t) = integral of rate(s) ds, are arrivals of a process with intensity rate(t) (Poisson stays
+    Poisson; gamma gaps keep their CV in "operational" time). rate(t) = rate_per_s x factors[i] in
+    slot i = floor(t / slot_s) mod len(factors); slots with factor 0 get no arrivals.
+    """
+    factors = np.asarray(profile.factors, dtype=np.float64)
+    per_slot = rate_per_s * profile.slot_s * factors  # expected arrivals per slot
+    cum = np.concatenate(([0.0], np.cumsum(per_slot)))
+    per_period, period_s = float(cum[-1]), profile.slot_s * len(factors)
+    periods = np.floor(unit_times / per_period)
+    rest = unit_times - periods * per_period  # in [0, per_period)
+    slot = np.clip(np.searchsorted(cum, rest, side="right") - 1, 0, len(factors) - 1)
+    rate = rate_per_s * factors[slot]
+    within_s = np.divide(rest - cum[slot], rate, out=np.zeros_like(rest), where=rate > 0)
+    times: np.ndarray = periods * period_s + slot * profile.slot_s + np.minimum(within_s, profile.slot_s)
+    return np.maximum.accumulate(times)  # guards the last ulp at slot edges
+
+
 def _poisson(workload: WorkloadConfig, num: int, rng: np.random.Generator) -> np.ndarray:
+    if workload.rate_profile is not None:
+        return apply_rate_profile(poisson_arrivals(1.0, num, rng), _rate(workload), workload.rate_profile)
     return poisson_arrivals(_rate(workload), num, rng)
 
 
 def _gamma(workload: WorkloadConfig, num: int, rng: np.random.Generator) -> np.ndarray:
+    if workload.rate_profile is not None:
+        unit = gamma_arrivals(1.0, workload.cv, num, rng)
+        return apply_rate_profile(unit, _rate(workload), workload.rate_profile)
     return gamma_arrivals(_rate(workload), workload.cv, num, rng)
 
 
