@@ -41,8 +41,8 @@ class ResolvedScenario:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPUs one replica spans."""
-        return self.scenario.layout.tp
+        """GPUs one replica spans: tp x pp."""
+        return self.scenario.layout.gpus_per_replica
 
     @property
     def num_gpus(self) -> int:
@@ -59,7 +59,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
     calibration = find_calibration(hardware.name)
-    cost = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
+    cost = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration, scenario.seed)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(
         scenario=scenario,

@@ -22,6 +22,7 @@ import numpy as np
 
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
 from simulator.resolve import ResolvedScenario
+from simulator.tradeoffs import tradeoff_summary
 
 SUMMARY_KEYS = (
     "num_requests",
@@ -75,7 +76,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
     end_s = float(np.nanmax(log.finish_s)) if num_done else start_s
     duration_s = max(end_s - start_s, 0.0)
     per_s = 1.0 / duration_s if duration_s > 0 else 0.0  # nothing completed: zero throughput
-    return {
+    out: dict[str, Any] = {
         "num_requests": len(log.arrival_s),
         "num_completed": num_done,
         "num_rejected": int((log.status == STATUS_REJECTED).sum()),
@@ -87,6 +88,8 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **_utilization(resolved, records, duration_s),
         "num_preemptions": int(log.num_preemptions.sum()),
     }
+    out.update(tradeoff_summary(resolved.scenario.precision, resolved.cost, out["mean_batch_size"]))
+    return out
 
 
 def _latencies(records: RunRecords, done: np.ndarray) -> dict[str, float]:
