@@ -21,11 +21,13 @@ from simulator.metrics import SUMMARY_KEYS
 from simulator.model import ModelSpec, list_models, load_model, model_from_hf_config
 from simulator.resolve import ResolvedScenario, resolve
 from simulator.simulate import SimulationResult, simulate
+from simulator.validate import Comparison, median_abs_error_frac, validate
 from simulator.validation import ScenarioError
 from simulator.workload import RequestTable, build_workload, list_traces, load_trace
 
 __all__ = [
     "SUMMARY_KEYS",
+    "Comparison",
     "ConfigError",
     "DataFileError",
     "DoesNotFitError",
@@ -46,7 +48,9 @@ __all__ = [
     "load_hardware",
     "load_model",
     "load_trace",
+    "median_abs_error_frac",
     "model_from_hf_config",
     "resolve",
     "simulate",
+    "validate",
 ]
