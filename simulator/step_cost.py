@@ -138,6 +138,8 @@ class CostModel:
     _gather_s_per_logit: float
     _p2p_bytes_per_token: float
     _p2p_same_node: bool
+    _attn_flops_s: float  # seconds per bf16 FLOP (attention and LM head), spec-only
+    _bytes_s: float  # seconds per HBM byte, spec-only
     _hardware: HardwareProfile = field(repr=False)
     calibration_source: str | None = None  # the calibration table's source, None when spec-only
 
@@ -205,6 +207,8 @@ class CostModel:
             _gather_s_per_logit=gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES,
             _p2p_bytes_per_token=hidden * costs.ACTIVATION_BYTES,
             _p2p_same_node=layout.gpus_per_replica <= hardware.gpus_per_node,
+            _attn_flops_s=1.0 / pricer.other.flops_per_s,
+            _bytes_s=1.0 / pricer.other.bytes_per_s,
             _hardware=hardware,
             calibration_source=None if calibration is None else calibration.source,
         )
@@ -252,40 +256,56 @@ class CostModel:
 
     def _forward(self, shape: BatchShape, num_tokens: int, scale: float) -> tuple[float, float, float, float]:
         """One pass of ``num_tokens`` tokens (attention sums x ``scale``) through all layers on one TP
-        group: (compute s, comm s, flops per GPU, bytes per GPU)."""
+        group: (compute s, comm s, flops per GPU, bytes per GPU). Spec-only pricing is inlined (this
+        runs once per simulated step); a calibrated model goes through the pricer."""
         compute_s, comm_s, flops, nbytes = self._layers.at(num_tokens)
-        pricer, num_layers = self._pricer, self.num_layers
-        for new_tokens, pairs, kv_tokens, coef, op_class in (
-            (
-                shape.num_prefill_tokens,
-                shape.prefill_attn_pairs,
-                shape.prefill_kv_tokens,
-                self._attention.prefill,
-                "attention_prefill",
-            ),
-            (
-                shape.num_decode_tokens,
-                shape.decode_kv_tokens,
-                shape.decode_kv_tokens,
-                self._attention.decode,
-                "attention_decode",
-            ),
-        ):
-            if new_tokens > 0:
-                f = coef.flops_per_pair * pairs * scale
-                b = (coef.q_o_bytes_per_token * new_tokens + coef.kv_bytes_per_kv_token * kv_tokens) * scale
-                compute_s += pricer.attention_s(op_class, f, b) * num_layers
-                flops += f * num_layers
-                nbytes += b * num_layers
-        for per_token in self._step_bytes_per_token:
-            b = per_token * num_tokens
-            compute_s += pricer.op_s("elementwise", 0.0, b)
-            nbytes += b
+        pricer, num_layers, ovh = self._pricer, self.num_layers, self.kernel_overhead_s
+        spec_only = pricer.table is None
+        attn_f_s, bytes_s = self._attn_flops_s, self._bytes_s
+        if shape.num_prefill_tokens > 0:
+            coef = self._attention.prefill
+            f = coef.flops_per_pair * shape.prefill_attn_pairs * scale
+            b = (
+                coef.q_o_bytes_per_token * shape.num_prefill_tokens
+                + coef.kv_bytes_per_kv_token * shape.prefill_kv_tokens
+            ) * scale
+            if spec_only:
+                c, m = f * attn_f_s, b * bytes_s
+                compute_s += ((c if c > m else m) + ovh) * num_layers
+            else:
+                compute_s += pricer.attention_s("attention_prefill", f, b) * num_layers
+            flops += f * num_layers
+            nbytes += b * num_layers
+        if shape.num_decode_tokens > 0:
+            coef = self._attention.decode
+            f = coef.flops_per_pair * shape.decode_kv_tokens * scale
+            b = (
+                coef.q_o_bytes_per_token * shape.num_decode_tokens
+                + coef.kv_bytes_per_kv_token * shape.decode_kv_tokens
+            ) * scale
+            if spec_only:
+                c, m = f * attn_f_s, b * bytes_s
+                compute_s += ((c if c > m else m) + ovh) * num_layers
+            else:
+                compute_s += pricer.attention_s("attention_decode", f, b) * num_layers
+            flops += f * num_layers
+            nbytes += b * num_layers
+        emb_b, norm_b = self._step_bytes_per_token
+        if spec_only:
+            compute_s += (emb_b + norm_b) * num_tokens * bytes_s + 2.0 * ovh
+        else:
+            compute_s += pricer.op_s("elementwise", 0.0, emb_b * num_tokens)
+            compute_s += pricer.op_s("elementwise", 0.0, norm_b * num_tokens)
+        nbytes += (emb_b + norm_b) * num_tokens
         logits = shape.num_logit_tokens * scale
         if logits > 0:
             a, b0, b1 = self._lm_head
             f, by = a * logits, b0 + b1 * logits
-            compute_s += pricer.lm_head_s(f, by)
+            if spec_only:
+                c, m = f * attn_f_s, by * bytes_s
+                compute_s += (c if c > m else m) + ovh
+            else:
+                compute_s += pricer.lm_head_s(f, by)
             flops += f
             nbytes += by
             if self.tp > 1:
