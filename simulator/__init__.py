@@ -25,6 +25,7 @@ from simulator.resolve import ResolvedScenario, resolve
 from simulator.simulate import SimulationResult, simulate
 from simulator.studies import compare, curve
 from simulator.sweeps import sweep
+from simulator.validate import Comparison, median_abs_error_frac, validate
 from simulator.validation import ScenarioError
 from simulator.workload import RequestTable, build_workload, list_traces, load_trace
 
@@ -33,6 +34,7 @@ knee = find_knee  # simulator.knee(scenario, rel_tol=0.05): the issue's name for
 __all__ = [
     "SUMMARY_KEYS",
     "CapacityPlan",
+    "Comparison",
     "ConfigError",
     "CostInputs",
     "DataFileError",
@@ -59,9 +61,11 @@ __all__ = [
     "load_hardware",
     "load_model",
     "load_trace",
+    "median_abs_error_frac",
     "model_from_hf_config",
     "plan_capacity",
     "resolve",
     "simulate",
     "sweep",
+    "validate",
 ]

@@ -227,12 +227,27 @@ class RequestClassConfig(WorkloadConfig):
 WorkloadConfig.model_rebuild()  # resolve the forward reference to RequestClassConfig
 
 
+class QualityEntry(BaseModel):
+    """One user-supplied quality measurement for the scenario's precision (never invented by trilemma)."""
+
+    model_config = _FROZEN
+    task: str = Field(min_length=1, description="benchmark or task name, e.g. mmlu")
+    metric: str = Field("accuracy", min_length=1, description="what the value measures")
+    value: float = Field(description="the measured value (e.g. accuracy delta vs bf16, in points)")
+    source: str = Field(min_length=1, description="where the measurement comes from")
+
+
 class PrecisionConfig(BaseModel):
-    """Storage formats: weights, and the KV cache. Compute follows the weights where the GPU has it."""
+    """Storage formats: weights, and the KV cache. Compute follows the weights where the GPU has it.
+
+    ``quality``: the user's own measured quality for this precision (a fidelity table), reported beside
+    latency and cost; trilemma ships none.
+    """
 
     model_config = _FROZEN
     weights: DType = "bf16"
     kv_cache: KVDType = "bf16"
+    quality: tuple[QualityEntry, ...] = ()
 
     @field_validator("weights")
     @classmethod
@@ -243,11 +258,27 @@ class PrecisionConfig(BaseModel):
 
 
 class LayoutConfig(BaseModel):
-    """How a replica is spread over GPUs (tp) and how many replicas serve (dp)."""
+    """How a replica is spread over GPUs (tp x pp, experts over ep) and how many replicas serve (dp)."""
 
     model_config = _FROZEN
-    tp: int = Field(1, ge=1, le=512, description="tensor-parallel degree within one replica")
+    tp: int = Field(1, ge=1, le=512, description="tensor-parallel degree within one pipeline stage")
+    pp: int = Field(1, ge=1, le=256, description="pipeline stages of one replica (tp GPUs each)")
+    ep: int = Field(
+        1,
+        ge=1,
+        le=512,
+        description="MoE: expert-parallel degree, 1 (experts TP-sharded) or tp (whole "
+        "experts spread over the stage's GPUs, all-to-all dispatch and combine)",
+    )
     dp: int = Field(1, ge=1, le=4096, description="data-parallel replicas behind the router")
+    expert_skew: float = Field(
+        0.0, ge=0, le=4, description="MoE routing skew: Zipf exponent of expert popularity (0: uniform)"
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one replica spans: tp x pp."""
+        return self.tp * self.pp
 
 
 class SpeculativeConfig(BaseModel):

@@ -7,6 +7,10 @@ with the runtime reserve made explicit::
                           / (block_size x kv_bytes_per_token_per_gpu))
 
 Every GPU of a TP group holds its shard (its KV heads) of the same blocks, so the count is per replica.
+With pipeline parallelism each GPU holds its stage's layers only; the fullest stage decides. MLA models
+cache one latent (kv_lora_rank + qk_rope_head_dim) per token and layer, on every GPU of the TP group.
+MoE experts are split over the stage's GPUs (ep = 1: each expert sharded by tp; ep = tp: E / ep whole
+experts per GPU): either way a GPU holds 1/tp of the expert weights.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from simulator.errors import DoesNotFitError
 from simulator.hardware.profile import HardwareProfile
 from simulator.model.costs import ACTIVATION_BYTES
 from simulator.model.spec import ModelSpec
-from simulator.parallel.layout import heads_per_gpu, kv_heads_per_gpu, valid_tp_values, validate_layout
+from simulator.parallel.layout import (
+    heads_per_gpu,
+    kv_cache_elements_per_layer_per_gpu,
+    kv_heads_per_gpu,
+    stage_layers,
+    valid_tp_values,
+    validate_layout,
+)
 from simulator.precision import bytes_per_element
 from simulator.step_cost import EMBEDDING_DTYPE
 from simulator.units import GiB
@@ -57,37 +68,74 @@ class MemoryPlan:
 
 
 def kv_bytes_per_token(model: ModelSpec, kv_dtype: str) -> float:
-    """KV-cache bytes of one token, unsharded: 2 (K and V) x layers x kv_heads x head_dim x bytes.
+    """KV-cache bytes of one token, unsharded: layers x cached elements per layer x bytes.
 
-    Llama-3.1-70B in bf16: 2 x 80 x 8 x 128 x 2 = 327,680 bytes.
+    GQA: 2 (K and V) x kv_heads x head_dim per layer; Llama-3.1-70B in bf16: 2 x 80 x 8 x 128 x 2 =
+    327,680 bytes. MLA: kv_lora_rank + qk_rope_head_dim; DeepSeek-V3 in bf16: 61 x 576 x 2 = 70,272.
     """
-    return 2.0 * model.num_layers * model.num_kv_heads * model.head_dim * bytes_per_element(kv_dtype)
+    return model.num_layers * model.kv_cache_elements_per_layer * bytes_per_element(kv_dtype)
 
 
-def kv_bytes_per_token_per_gpu(model: ModelSpec, kv_dtype: str, tp: int) -> float:
-    """One token's KV bytes on one GPU of a TP group: 2 x layers x kv_heads_per_gpu x head_dim x bytes."""
-    return 2.0 * model.num_layers * kv_heads_per_gpu(model, tp) * model.head_dim * bytes_per_element(kv_dtype)
+def kv_bytes_per_token_per_gpu(model: ModelSpec, kv_dtype: str, tp: int, pp: int = 1) -> float:
+    """One token's KV bytes on one GPU of the fullest stage: its layers x its share of a layer's cache."""
+    layers = len(stage_layers(model.num_layers, pp)[0])
+    return layers * kv_cache_elements_per_layer_per_gpu(model, tp) * bytes_per_element(kv_dtype)
 
 
-def weights_bytes_per_gpu(model: ModelSpec, weights_dtype: str, tp: int) -> float:
-    """Weight bytes on one GPU of a TP group.
-
-    Per layer: Q and O (hidden x h/tp x d each), K and V (hidden x kv_heads_per_gpu x d each: replicated
-    when tp > kv heads), MLP (2 or 3 x hidden x intermediate / tp) in ``weights_dtype``; biases, q/k norms
-    and the two RMSNorm vectors (replicated) in bf16. Embedding and LM head vocab-parallel (/ tp) in bf16
-    (``EMBEDDING_DTYPE``), plus the final norm. Quantization scales (~1-3% for group-wise int4) are not
-    counted.
-    """
-    hidden, d = model.hidden_size, model.head_dim
+def _attention_weight_elements(model: ModelSpec, tp: int) -> float:
+    """One layer's attention matrices on one GPU (MLA: q_a and kv_a replicated, the rest split)."""
+    hidden = model.hidden_size
+    if model.attention == "mla":
+        h, qk = model.num_attention_heads / tp, model.qk_head_dim
+        q = model.q_lora_rank * (hidden + h * qk) if model.q_lora_rank else hidden * h * qk
+        kv: float = hidden * (model.kv_lora_rank + model.qk_rope_head_dim)
+        kv += model.kv_lora_rank * h * (model.qk_nope_head_dim + model.v_head_dim)
+        return q + kv + h * model.v_head_dim * hidden
+    d = model.head_dim
     q_width, kv_width = heads_per_gpu(model, tp) * d, kv_heads_per_gpu(model, tp) * d
-    num_mlp = 3 if model.mlp_gated else 2
-    matrices = 2 * hidden * q_width + 2 * hidden * kv_width + num_mlp * hidden * model.intermediate_size / tp
-    small = 2 * hidden + (q_width + 2 * kv_width if model.attention_bias else 0)
-    small += 2 * d if model.qk_norm else 0
-    layer = matrices * bytes_per_element(weights_dtype) + small * ACTIVATION_BYTES
+    return 2 * hidden * q_width + 2 * hidden * kv_width
+
+
+def _layer_weight_bytes(model: ModelSpec, weights_dtype: str, tp: int, index: int) -> float:
+    """Layer ``index``'s weight bytes on one GPU (quantized matrices, bf16 vectors and router)."""
+    hidden, d = model.hidden_size, model.head_dim
+    matrices = _attention_weight_elements(model, tp)
+    small = 2.0 * hidden
+    if model.is_moe_layer(index):
+        matrices += (model.num_experts * model.expert_params) / tp
+        matrices += model.num_mlp_matrices * hidden * model.shared_expert_intermediate_size / tp
+        small += hidden * model.num_experts  # router, bf16, replicated
+    else:
+        matrices += model.num_mlp_matrices * hidden * model.intermediate_size / tp
+    if model.attention == "gqa" and model.attention_bias:
+        small += (heads_per_gpu(model, tp) + 2 * kv_heads_per_gpu(model, tp)) * d
+    if model.attention == "gqa" and model.qk_norm:
+        small += 2 * d
+    if model.attention == "mla":
+        small += model.kv_lora_rank + model.q_lora_rank
+    return matrices * bytes_per_element(weights_dtype) + small * ACTIVATION_BYTES
+
+
+def weights_bytes_per_gpu(model: ModelSpec, weights_dtype: str, tp: int, pp: int = 1) -> float:
+    """Weight bytes on one GPU of the fullest pipeline stage.
+
+    Per layer: attention (Q and O split by heads, K and V by KV heads: replicated when tp > kv heads;
+    MLA as in ``_attention_weight_elements``), the dense MLP or the MoE block (experts and shared expert
+    / tp) in ``weights_dtype``; norms, biases and the router in bf16. Embedding (first stage) and LM
+    head (last stage) vocab-parallel (/ tp) in bf16 (``EMBEDDING_DTYPE``), plus the final norm.
+    Quantization scales (~1-3% for group-wise int4) are not counted.
+    """
     emb_bytes = bytes_per_element(EMBEDDING_DTYPE)
-    embeddings = (model.embedding_params + model.lm_head_params) / tp * emb_bytes + hidden * ACTIVATION_BYTES
-    return model.num_layers * layer + embeddings
+    embedding = model.embedding_params / tp * emb_bytes
+    head = model.lm_head_params / tp * emb_bytes + model.hidden_size * ACTIVATION_BYTES
+    stages = stage_layers(model.num_layers, pp)
+    totals = []
+    for i, layers in enumerate(stages):
+        total = sum(_layer_weight_bytes(model, weights_dtype, tp, j) for j in layers)
+        total += embedding if i == 0 else 0.0
+        total += head if i == len(stages) - 1 else 0.0
+        totals.append(total)
+    return max(totals)
 
 
 def activation_bytes_per_gpu(model: ModelSpec, tp: int, scheduler: SchedulerConfig) -> float:
@@ -101,7 +149,12 @@ def activation_bytes_per_gpu(model: ModelSpec, tp: int, scheduler: SchedulerConf
     d, inter = model.head_dim, model.intermediate_size / tp
     h, g = heads_per_gpu(model, tp), kv_heads_per_gpu(model, tp)
     attn_width = (h + 2 * g) * d + h * d
+    if model.attention == "mla":
+        attn_width = h * (model.qk_head_dim + model.qk_nope_head_dim + 2 * model.v_head_dim)
     mlp_width = (3.0 if model.mlp_gated else 2.0) * inter
+    if model.is_moe:  # routed rows (k per token, spread over tp GPUs) and their dispatch buffers
+        k = model.num_experts_per_token
+        mlp_width = max(mlp_width, k * (3.0 * model.moe_intermediate_size / tp + model.hidden_size))
     per_token = (2 * model.hidden_size + max(attn_width, mlp_width)) * ACTIVATION_BYTES
     logits = min(scheduler.max_num_seqs, tokens) * model.vocab_size * LOGIT_BYTES_PER_ELEMENT
     return tokens * per_token + logits
@@ -113,12 +166,13 @@ def _plan(
     precision: PrecisionConfig,
     tp: int,
     scheduler: SchedulerConfig,
+    pp: int = 1,
 ) -> tuple[MemoryPlan, float]:
     """The plan (num_kv_blocks clamped at 0) and the bytes one more block needs beyond what is left."""
     usable = hardware.hbm_bytes * scheduler.gpu_memory_utilization
-    weights = weights_bytes_per_gpu(model, precision.weights, tp)
+    weights = weights_bytes_per_gpu(model, precision.weights, tp, pp)
     activations = activation_bytes_per_gpu(model, tp, scheduler)
-    per_gpu = kv_bytes_per_token_per_gpu(model, precision.kv_cache, tp)
+    per_gpu = kv_bytes_per_token_per_gpu(model, precision.kv_cache, tp, pp)
     block_bytes = scheduler.block_size * per_gpu
     free = usable - weights - activations - RUNTIME_RESERVE_BYTES
     num_blocks = max(0, math.floor(free / block_bytes))
@@ -128,7 +182,7 @@ def _plan(
         weights_bytes_per_gpu=weights,
         activation_bytes_per_gpu=activations,
         runtime_reserve_bytes_per_gpu=RUNTIME_RESERVE_BYTES,
-        kv_bytes_per_token=per_gpu * tp,
+        kv_bytes_per_token=per_gpu * tp * pp,
         kv_bytes_per_token_per_gpu=per_gpu,
         block_size=scheduler.block_size,
         num_kv_blocks=num_blocks,
@@ -188,9 +242,10 @@ def plan_memory(
 ) -> MemoryPlan:
     """The replica's memory plan; DoesNotFitError when not even one KV block fits (with a suggestion)."""
     validate_layout(model, hardware, layout)
-    plan, missing = _plan(model, hardware, precision, layout.tp, scheduler)
+    plan, missing = _plan(model, hardware, precision, layout.tp, scheduler, layout.pp)
     if plan.num_kv_blocks < 1:
-        what = f"{model.name} with {precision.weights} weights at tp={layout.tp} on {hardware.name}"
+        where = f"tp={layout.tp}" + (f", pp={layout.pp}" if layout.pp > 1 else "")
+        what = f"{model.name} with {precision.weights} weights at {where} on {hardware.name}"
         raise DoesNotFitError(
             what,
             required_bytes=plan.usable_bytes_per_gpu + missing,

@@ -1,4 +1,4 @@
-"""What-if timings of single operators: a GEMM, an attention pass, an all-reduce, in seconds.
+"""What-if timings of single operators: a GEMM, an attention pass, a MoE block, collectives, in seconds.
 
 Public API for notebooks and the CLI (``hardware`` is a profile name such as ``"h100-sxm"`` or a
 HardwareProfile). The formulas are those the step cost model uses: FLOPs and bytes from
@@ -8,14 +8,15 @@ HardwareProfile). The formulas are those the step cost model uses: FLOPs and byt
 
 from __future__ import annotations
 
+from simulator.config import LayoutConfig, PrecisionConfig
 from simulator.errors import ConfigError
 from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile, load_hardware
 from simulator.hardware.roofline import CalibratedRoofline, Roofline, op_time_s
-from simulator.model import costs
+from simulator.model import ModelSpec, costs, load_model
 from simulator.parallel import comm
 from simulator.precision import BYTES_PER_ELEMENT, bytes_per_element
-from simulator.step_cost import ATTENTION_COMPUTE_DTYPE, compute_dtype_for
+from simulator.step_cost import ATTENTION_COMPUTE_DTYPE, CostModel, compute_dtype_for
 
 KV_DTYPES = ("bf16", "fp16", "fp8")
 
@@ -124,3 +125,38 @@ def allreduce_time_s(hardware: str | HardwareProfile, num_bytes: float, num_gpus
         raise ConfigError("num_bytes", num_bytes, "a number of bytes >= 0")
     _positive_int("num_gpus", num_gpus)
     return comm.allreduce_time_s(_hardware(hardware), float(num_bytes), num_gpus)
+
+
+def alltoall_time_s(hardware: str | HardwareProfile, num_bytes: float, num_gpus: int) -> float:
+    """Seconds for an all-to-all in which each of ``num_gpus`` GPUs holds ``num_bytes`` and sends
+    (n-1)/n of it to its peers (MoE dispatch or combine; see ``simulator.parallel.comm``)."""
+    if isinstance(num_bytes, bool) or not isinstance(num_bytes, int | float) or not num_bytes >= 0:
+        raise ConfigError("num_bytes", num_bytes, "a number of bytes >= 0")
+    _positive_int("num_gpus", num_gpus)
+    return comm.alltoall_time_s(_hardware(hardware), float(num_bytes), num_gpus)
+
+
+def moe_time_s(
+    hardware: str | HardwareProfile,
+    model: str | ModelSpec,
+    num_tokens: int,
+    tp: int = 1,
+    ep: int = 1,
+    weights: str = "bf16",
+    expert_skew: float = 0.0,
+    seed: int = 0,
+) -> float:
+    """Seconds of one MoE block (norm, router, shared and routed experts, EP all-to-alls; no TP
+    all-reduce) for ``num_tokens`` tokens, on the slowest GPU of a ``tp``-GPU stage with experts spread
+    ``ep`` ways (1 or tp), routing sampled with Zipf ``expert_skew`` from ``seed``."""
+    _positive_int("num_tokens", num_tokens)
+    _dtype("weights", weights, tuple(BYTES_PER_ELEMENT))
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    if not spec.is_moe:
+        raise ConfigError("model", spec.name, "a Mixture-of-Experts model (num_experts > 0)")
+    _positive_int("tp", tp)
+    _positive_int("ep", ep)
+    layout = LayoutConfig(tp=tp, ep=ep, expert_skew=expert_skew)
+    precision = PrecisionConfig.model_validate({"weights": weights})
+    cost = CostModel.build(spec, _hardware(hardware), precision, layout, seed=seed)
+    return cost.moe_block_time_s(num_tokens)

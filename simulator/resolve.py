@@ -43,8 +43,8 @@ class ResolvedScenario:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPUs one replica spans."""
-        return self.scenario.layout.tp
+        """GPUs one replica spans: tp x pp."""
+        return self.scenario.layout.gpus_per_replica
 
     @property
     def num_gpus(self) -> int:
@@ -62,7 +62,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
     calibration = calibration_for(scenario.hardware, hardware.name)
-    target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration)
+    target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration, scenario.seed)
     cost: Pricer = target
     if scenario.scheduler.speculative is not None:
         cost, memory = _with_draft(scenario, hardware, target, memory, calibration)
@@ -121,23 +121,24 @@ def _with_draft(
         draft = load_model(spec.draft)
     except ConfigError as exc:
         raise ConfigError("scheduler.speculative.draft", spec.draft, str(exc)) from None
-    tp = scenario.layout.tp
+    tp, pp = scenario.layout.tp, scenario.layout.pp
     precision = scenario.precision
     try:
-        draft_cost = CostModel.build(draft, hardware, precision, scenario.layout, calibration)
+        draft_cost = CostModel.build(draft, hardware, precision, scenario.layout, calibration, scenario.seed)
     except ConfigError as exc:
         raise ConfigError(
             "scheduler.speculative.draft", spec.draft, f"a draft that runs at the target's tp={tp} ({exc})"
         ) from None
     planned = with_draft(
         memory,
-        weights_bytes_per_gpu(draft, precision.weights, tp),
-        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp),
+        weights_bytes_per_gpu(draft, precision.weights, tp, pp),
+        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp),
     )
     if planned.num_kv_blocks < 1:
         raise DoesNotFitError(
             f"{scenario.model} with draft {draft.name} at tp={tp} on {hardware.name}",
-            required_bytes=memory.usable_bytes_per_gpu + weights_bytes_per_gpu(draft, precision.weights, tp),
+            required_bytes=memory.usable_bytes_per_gpu
+            + weights_bytes_per_gpu(draft, precision.weights, tp, pp),
             available_bytes=memory.usable_bytes_per_gpu,
             suggestion="a smaller draft, more tensor parallelism or a larger GPU",
         )

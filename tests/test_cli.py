@@ -54,7 +54,7 @@ def test_run_a_scenario_file_with_relative_trace_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--set", "model=gpt-7"], "known names are llama-2-70b"),
+        (["--set", "model=gpt-7"], "known names are deepseek-v3, gpt-oss-120b, llama-2-70b"),
         (["--set", "hardware=tpu-v9"], "h100-sxm"),
         (["--set", "layout.tp=3"], "valid tp: 1, 2, 4, 8"),
         (["--set", "workload.rate_per_s=-2"], "workload.rate_per_s = -2"),

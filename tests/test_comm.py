@@ -8,7 +8,7 @@ from _models import h100, h100_variant, llama_8b, llama_70b
 from simulator.config import LayoutConfig
 from simulator.errors import ConfigError
 from simulator.model.spec import ModelSpec
-from simulator.parallel.comm import allgather_time_s, allreduce_time_s, p2p_time_s
+from simulator.parallel.comm import allgather_time_s, allreduce_time_s, alltoall_time_s, p2p_time_s
 from simulator.parallel.layout import kv_heads_per_gpu, valid_tp_values, validate_layout
 
 BW = 450e9 * 0.80  # h100-sxm: NVSwitch 450 GB/s per direction x comm efficiency 0.80
@@ -20,6 +20,32 @@ def test_allreduce_16mb_over_8_h100_by_hand() -> None:
     expected = 2 * (n - 1) / n * num_bytes / BW + 2 * (n - 1) * LAT  # 77.8 us + 42 us
     assert expected == pytest.approx(119.78e-6, rel=1e-4)
     assert allreduce_time_s(h100(), num_bytes, n) == pytest.approx(expected)
+    # Vidur's measured 8xH100 NCCL all-reduce of 16 MiB (16,777,216 bytes): 0.115 ms median
+    assert allreduce_time_s(h100(), 16_777_216, n) == pytest.approx(115e-6, rel=0.10)
+
+
+def test_small_allreduce_across_many_nodes_uses_the_tree() -> None:
+    n, k, m = 64, 8, 8
+    small, large = 64e3, 1e9
+    bw_out, lat_out = 50e9 * 0.80, 10e-6
+    in_node = 2 * ((k - 1) / k * small / BW + (k - 1) * LAT)
+    tree = in_node + 2 * small / k / bw_out + 2 * 3 * lat_out  # log2(8 nodes) = 3 steps each way
+    assert allreduce_time_s(h100(), small, n) == pytest.approx(tree)
+    ring_large = 2 * ((k - 1) / k * large / BW + (k - 1) * LAT)
+    ring_large += 2 * (m - 1) / m * large / k / bw_out + 2 * (m - 1) * lat_out
+    assert allreduce_time_s(h100(), large, n) == pytest.approx(ring_large)
+
+
+def test_alltoall_by_hand_switch_mesh_and_nodes() -> None:
+    num_bytes = 8e6
+    assert alltoall_time_s(h100(), num_bytes, 8) == pytest.approx(LAT + 7 / 8 * num_bytes / BW)
+    mesh = h100_variant(scaleup_topology="full_mesh", scaleup_num_links=7)
+    link = 450e9 / 7 * 0.80
+    assert alltoall_time_s(mesh, num_bytes, 8) == pytest.approx(LAT + num_bytes / 8 / link)
+    across = 10e-6 + 8 / 16 * num_bytes / (50e9 * 0.80)  # half of each GPU's tokens leave the node
+    assert alltoall_time_s(h100(), num_bytes, 16) == pytest.approx(across)
+    assert alltoall_time_s(h100(), num_bytes, 16) > 4 * alltoall_time_s(h100(), num_bytes, 8)
+    assert alltoall_time_s(h100(), num_bytes, 1) == 0.0
 
 
 def test_allreduce_trivial_cases() -> None:

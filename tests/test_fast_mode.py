@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator import Scenario, resolve, simulate
+from simulator import Scenario, simulate
 from simulator.engine import decode_run
-from simulator.engine.decode_prices import _price_at_once, decode_shape, price_decode_steps
 from simulator.metrics import SUMMARY_KEYS
-from simulator.step_cost import CostModel
 
 
 @pytest.fixture(params=["short runs step by step", "every run as arrays"])
@@ -165,41 +162,3 @@ def test_a_run_ends_at_exactly_the_time_step_by_step_would() -> None:
     _assert_identical(step, fast)
     req = fast.requests
     assert set(req["arrival_s"].iloc[4:]) <= set(req["finish_s"])  # issued exactly at finishes
-
-
-@pytest.mark.parametrize(
-    ("model", "hardware", "weights", "tp"),
-    [
-        ("llama-3.1-8b", "h100-sxm", "bf16", 1),
-        ("llama-3.1-70b", "h100-sxm", "fp8", 2),
-        ("llama-3.1-70b", "a100-sxm", "int4", 4),
-        ("qwen3-32b", "mi300x", "fp8", 8),
-        ("llama-3.1-405b", "b200", "fp4", 8),
-    ],
-)
-def test_vectorised_decode_prices_equal_the_cost_model_bit_for_bit(
-    model: str, hardware: str, weights: str, tp: int
-) -> None:
-    cost = resolve(
-        Scenario.from_dict(
-            {"model": model, "hardware": hardware, "precision": {"weights": weights}}, {"layout.tp": tp}
-        )
-    ).cost
-    for n in (1, 3, 64, 256):
-        kv = 17 * n + n * np.arange(0, 3000, 7, dtype=np.int64)  # compute- and memory-bound steps
-        prices = _price_at_once(cost, n, kv)
-        steps = [cost.step(decode_shape(n, k)) for k in kv.tolist()]
-        assert prices.time_s.tolist() == [c.time_s for c in steps]
-        assert prices.flops.tolist() == [c.flops for c in steps]
-        assert prices.num_bytes.tolist() == [c.num_bytes for c in steps]
-        assert price_decode_steps(cost, n, kv).time_s.tolist() == prices.time_s.tolist()
-
-
-def test_decode_prices_of_a_cost_model_the_twin_does_not_follow_fall_back_to_step_by_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cost = resolve(Scenario.from_dict({"model": "llama-3.1-8b"})).cost
-    original = CostModel.step
-    monkeypatch.setattr(CostModel, "step", lambda self, shape: original(self, shape)._replace(time_s=1.0))
-    kv = np.arange(100, 200, dtype=np.int64)
-    assert price_decode_steps(cost, 4, kv).time_s.tolist() == [1.0] * 100

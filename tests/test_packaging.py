@@ -33,6 +33,7 @@ def test_wheel_carries_the_data(unpacked_wheel: Path) -> None:
     assert (pkg / "model" / "specs" / "llama-3.1-70b.yaml").is_file()
     assert (pkg / "workload" / "traces" / "azure-conv-2023.csv.gz").is_file()
     assert (pkg / "scenarios" / "default.yaml").is_file()
+    assert (pkg / "measurements" / "mlperf.csv").is_file()
     entry_points = next(unpacked_wheel.glob("trilemma-*.dist-info")) / "entry_points.txt"
     assert "trilemma = simulator.cli:main" in entry_points.read_text()
 

@@ -76,7 +76,7 @@ def test_point_id_is_the_hash_of_the_resolved_scenario() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"grid": {"layout.tpp": [1]}}, "valid keys at layout: tp, dp"),
+        ({"grid": {"layout.tpp": [1]}}, "valid keys at layout: tp, pp, ep, dp, expert_skew"),
         ({"grid": {"modle": ["x"]}}, "not a scenario key"),
         ({"zip": {"layout.tp": [1, 2], "layout.dp": [1]}}, "equal lengths"),
         ({"grid": {"layout.tp": [1]}, "zip": {"layout.tp": [2]}}, "already an axis in grid"),

@@ -14,7 +14,8 @@ from rich.text import Text
 
 import simulator.cli.calibrate  # registers `trilemma calibrate`
 import simulator.cli.study  # registers `trilemma curve`, `knee`, `compare`
-import simulator.cli.sweep  # noqa: F401  (registers `trilemma sweep`)
+import simulator.cli.sweep  # registers `trilemma sweep`
+import simulator.cli.validate  # noqa: F401  (registers `trilemma validate`)
 from simulator.cli import catalogs, run
 from simulator.cli.app import EXIT_BAD_INPUT, app, parse_overrides
 from simulator.errors import SimulatorError

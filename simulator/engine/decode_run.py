@@ -8,7 +8,7 @@ time, block allocation, log row and inter-token gap are computed exactly as the 
 would, float for float, so both modes give identical records (``tests/test_fast_mode.py``).
 
 The work per run is a few numpy calls, not a Python loop over its steps: blocks from one period of the
-decode set's block histogram, prices from ``decode_prices`` (vectorised, equal to ``CostModel.step``),
+decode set's block histogram, prices from the cost model (``decode_prices``),
 end times from a running sum (``np.add.accumulate`` adds left to right, as the loop does), the step log
 and the inter-token gaps written as arrays. No simpy here: plain functions of the replica state.
 """

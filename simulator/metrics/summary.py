@@ -30,6 +30,8 @@ from simulator.config import SLOConfig
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
 from simulator.metrics.classes import class_summary
 from simulator.resolve import ResolvedScenario
+from simulator.speculative import SpeculativeCostModel
+from simulator.tradeoffs import tradeoff_summary
 
 SUMMARY_KEYS = (
     "num_requests",
@@ -83,7 +85,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
     end_s = float(np.nanmax(log.finish_s)) if num_done else start_s
     duration_s = max(end_s - start_s, 0.0)
     per_s = 1.0 / duration_s if duration_s > 0 else 0.0  # nothing completed: zero throughput
-    return {
+    out: dict[str, Any] = {
         "num_requests": len(log.arrival_s),
         "num_completed": num_done,
         "num_rejected": int((log.status == STATUS_REJECTED).sum()),
@@ -100,6 +102,10 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **class_summary(log, _class_slos(resolved), duration_s),
         **calibration_keys(resolved),
     }
+    cost = resolved.cost
+    target = cost.target if isinstance(cost, SpeculativeCostModel) else cost
+    out.update(tradeoff_summary(resolved.scenario.precision, target, out["mean_batch_size"]))
+    return out
 
 
 def calibration_keys(resolved: ResolvedScenario) -> dict[str, Any]:

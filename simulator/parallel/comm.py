@@ -17,6 +17,23 @@ shard across the m = ceil(n / k) nodes over its own NIC (scale-out bandwidth and
 all-gather in the node::
 
     t = 2 x [(k - 1) / k x B / bw_up + (k - 1) lat_up] + 2 (m - 1) / m x (B / k) / bw_out + 2 (m - 1) lat_out
+
+Small messages across nodes: the ring's 2 (m - 1) scale-out latency steps dominate, and NCCL switches to
+its (double binary) tree between nodes (github.com/NVIDIA/nccl, "tree" algorithm; Sanders et al. 2009):
+every byte goes up and down the tree once, in 2 ceil(log2 m) latency steps. The all-reduce takes the
+faster of the two for the scale-out part::
+
+    across nodes, tree: 2 x (B / k) / bw_out + 2 ceil(log2 m) x lat_out    t = min(t_ring, t_tree)
+
+Inside one NVSwitch/mesh node the ring alone is used: Vidur's 8xH100 NCCL timings (bundled in
+tests/data/vidur) sit on a 35-40 us floor below 1 MB, as the ring's 2 (n - 1) x 3 us predicts, and a
+tree or one-shot term would undercut them by half (tried; it doubled the error at small sizes).
+
+All-to-all (MoE dispatch and combine): each GPU holds B bytes, (n - 1)/n of which go to peers. Through a
+switch a GPU's full bandwidth carries them; on a full mesh each peer's share B/n has its own link, all
+links busy at once; across nodes the part bound for other nodes, (n - k)/n x B, crosses the NIC::
+
+    switch: lat + (n-1)/n B / bw      full mesh: lat + (B/n) / link_bw      nodes: max(in, out) + lat_out
 """
 
 from __future__ import annotations
@@ -46,8 +63,33 @@ def _scaleup_ring_link(hardware: HardwareProfile) -> tuple[float, float]:
     return bw * hardware.comm_efficiency_frac, hardware.scaleup_latency_s
 
 
+class AllReduceTime(NamedTuple):
+    """An all-reduce's time: the faster of the ring and the tree at each size."""
+
+    ring: LinearTime
+    tree: LinearTime
+
+    def time_s(self, num_bytes: float) -> float:
+        """Seconds for ``num_bytes`` (0 when there is nothing to send)."""
+        return min(self.ring.time_s(num_bytes), self.tree.time_s(num_bytes))
+
+
+def allreduce_algorithms(hardware: HardwareProfile, num_gpus: int) -> AllReduceTime:
+    """Ring and tree all-reduce times over ``num_gpus`` GPUs (they differ only across nodes)."""
+    ring = allreduce_coefficients(hardware, num_gpus)
+    k = hardware.gpus_per_node
+    if num_gpus <= k:
+        return AllReduceTime(ring, ring)
+    m = math.ceil(num_gpus / k)
+    bw_up, lat_up = _scaleup_ring_link(hardware)
+    bw_out = hardware.scaleout_bandwidth_bytes_per_s * hardware.comm_efficiency_frac
+    s_per_byte = 2.0 * (k - 1) / k / bw_up + 2.0 / k / bw_out
+    fixed_s = 2.0 * (k - 1) * lat_up + 2.0 * math.ceil(math.log2(m)) * hardware.scaleout_latency_s
+    return AllReduceTime(ring, LinearTime(s_per_byte, fixed_s))
+
+
 def allreduce_coefficients(hardware: HardwareProfile, num_gpus: int) -> LinearTime:
-    """The all-reduce time over ``num_gpus`` GPUs as ``fixed_s + s_per_byte x bytes`` (see module doc)."""
+    """The ring all-reduce time over ``num_gpus`` GPUs as ``fixed_s + s_per_byte x bytes`` (module doc)."""
     n = num_gpus
     if n <= 1:
         return LinearTime(0.0, 0.0)
@@ -65,10 +107,32 @@ def allreduce_coefficients(hardware: HardwareProfile, num_gpus: int) -> LinearTi
 def allreduce_time_s(hardware: HardwareProfile, num_bytes: float, num_gpus: int) -> float:
     """Seconds to all-reduce ``num_bytes`` (the buffer size on each GPU) over ``num_gpus`` GPUs; 0 for one.
 
-    In a node: 2 (n-1)/n x bytes / (bw x comm_eff) + 2 (n-1) x latency (ring; module doc for the link
-    and the hierarchical variant across nodes).
+    In a node: ring, 2 (n-1)/n x bytes / (bw x comm_eff) + 2 (n-1) x latency. Across nodes:
+    hierarchical, the faster of a ring and a tree between nodes (module doc).
     """
-    return allreduce_coefficients(hardware, num_gpus).time_s(num_bytes)
+    return allreduce_algorithms(hardware, num_gpus).time_s(num_bytes)
+
+
+def alltoall_coefficients(hardware: HardwareProfile, num_gpus: int) -> LinearTime:
+    """All-to-all over ``num_gpus`` GPUs as ``fixed_s + s_per_byte x bytes`` (bytes each GPU holds)."""
+    n, k = num_gpus, hardware.gpus_per_node
+    if n <= 1:
+        return LinearTime(0.0, 0.0)
+    eff = hardware.comm_efficiency_frac
+    if hardware.scaleup_topology == "full_mesh":
+        link = hardware.scaleup_bandwidth_bytes_per_s / hardware.scaleup_num_links
+        in_node = 1.0 / n / (link * eff)
+    else:
+        in_node = (min(n, k) - 1) / n / (hardware.scaleup_bandwidth_bytes_per_s * eff)
+    if n <= k:
+        return LinearTime(in_node, hardware.scaleup_latency_s)
+    out = (n - k) / n / (hardware.scaleout_bandwidth_bytes_per_s * eff)
+    return LinearTime(max(in_node, out), hardware.scaleout_latency_s)
+
+
+def alltoall_time_s(hardware: HardwareProfile, num_bytes: float, num_gpus: int) -> float:
+    """Seconds for an all-to-all where each of ``num_gpus`` GPUs holds ``num_bytes`` (1/n stays local)."""
+    return alltoall_coefficients(hardware, num_gpus).time_s(num_bytes)
 
 
 def allgather_coefficients(hardware: HardwareProfile, num_gpus: int) -> LinearTime:

@@ -1,4 +1,10 @@
-"""Which tensor-parallel degrees a model allows, and how heads are split over the GPUs of a replica.
+"""Which layouts a model allows, and how heads and experts are split over the GPUs of a replica.
+
+A replica is ``pp`` pipeline stages of ``tp`` GPUs; MoE experts are spread over the ``ep`` GPUs of a
+stage (ep = tp) or sharded like dense MLPs (ep = 1); ``dp`` replicas serve behind the router::
+
+    replica (tp=4, pp=2):  stage 0 [GPU0 GPU1 GPU2 GPU3] --activations--> stage 1 [GPU4 GPU5 GPU6 GPU7]
+                           layers 0..L/2-1                                   layers L/2..L-1
 
 Megatron-style tensor parallelism (Shoeybi et al. 2019, arXiv:1909.08053) as vLLM implements it:
 query heads are split evenly (tp must divide them); KV heads are split when tp divides them and
@@ -29,12 +35,42 @@ def valid_tp_values(model: ModelSpec, max_tp: int | None = None) -> list[int]:
 
 
 def validate_layout(model: ModelSpec, hardware: HardwareProfile, layout: LayoutConfig) -> None:
-    """Raise ConfigError("layout.tp", ...) when the model's heads cannot be split ``layout.tp`` ways.
+    """Raise ConfigError naming the key when the layout cannot hold the model.
 
-    A tp above ``hardware.gpus_per_node`` is allowed: the replica spans nodes and its all-reduces cross
-    the scale-out network (see ``simulator.parallel.comm``).
+    tp must split the heads (below); pp must not exceed the layers; ep must be 1 or tp, and divide the
+    routed experts (dense models need ep = 1). A tp above ``hardware.gpus_per_node`` is allowed: the
+    replica spans nodes and its all-reduces cross the scale-out network (``simulator.parallel.comm``).
     """
-    tp = layout.tp
+    _validate_tp(model, hardware, layout.tp)
+    if layout.pp > model.num_layers:
+        raise ConfigError(
+            "layout.pp", layout.pp, f"at most the {model.num_layers} layers of {model.name} (one per stage)"
+        )
+    ep = layout.ep
+    if ep == 1:
+        return
+    if not model.is_moe:
+        raise ConfigError("layout.ep", ep, f"1: {model.name} is dense (no experts to spread)")
+    if ep != layout.tp:
+        raise ConfigError(
+            "layout.ep",
+            ep,
+            f"1 or layout.tp = {layout.tp}: experts are spread over the GPUs of one pipeline stage "
+            "(attention-DP with experts spread across replicas is not modelled)",
+        )
+    if model.num_experts % ep:
+        divisors = [d for d in range(1, model.num_experts + 1) if model.num_experts % d == 0]
+        raise ConfigError(
+            "layout.ep",
+            ep,
+            f"a divisor of the {model.num_experts} routed experts of {model.name} "
+            f"({', '.join(map(str, divisors))})",
+        )
+
+
+def _validate_tp(model: ModelSpec, hardware: HardwareProfile, tp: int) -> None:
+    if model.attention == "mla" and model.num_attention_heads % tp == 0:
+        return  # MLA's latent KV is replicated on every GPU; only the query heads are split
     if _tp_ok(model, tp):
         return
     valid = ", ".join(str(v) for v in valid_tp_values(model))
@@ -55,3 +91,22 @@ def heads_per_gpu(model: ModelSpec, tp: int) -> int:
 def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
     """KV heads on each GPU: max(1, num_kv_heads // tp) (replicated when tp > num_kv_heads)."""
     return max(1, model.num_kv_heads // tp)
+
+
+def kv_cache_elements_per_layer_per_gpu(model: ModelSpec, tp: int) -> int:
+    """Cached elements per token and layer on one GPU: 2 x kv_heads_per_gpu x head_dim (GQA), or the
+    whole latent kv_lora_rank + qk_rope_head_dim (MLA: vLLM keeps the latent on every TP GPU)."""
+    if model.attention == "mla":
+        return model.kv_cache_elements_per_layer
+    return 2 * kv_heads_per_gpu(model, tp) * model.head_dim
+
+
+def stage_layers(num_layers: int, pp: int) -> list[range]:
+    """Contiguous layer ranges of the ``pp`` stages, the first ``num_layers % pp`` one layer longer."""
+    base, extra = divmod(num_layers, pp)
+    stages, start = [], 0
+    for i in range(pp):
+        size = base + (1 if i < extra else 0)
+        stages.append(range(start, start + size))
+        start += size
+    return stages
