@@ -138,7 +138,7 @@ def autoscale_study(
     rows, hourly = [], []
     for run in runs:
         s = run.result.summary()
-        met = request_slo_met(run.result.requests, scenario.slo)
+        met = _slo_met(run.result.requests, scenario)
         rows.append(
             {
                 "policy": run.name,
@@ -153,10 +153,33 @@ def autoscale_study(
                 "ttft_p99_s": s["ttft_p99_s"],
                 "e2e_p99_s": s["e2e_p99_s"],
                 "min_paid_replicas": run.min_paid_replicas,
+                **_per_class(run.result.requests, met, scenario),
             }
         )
         hourly.append(_hourly(run, met, hour))
     return AutoscaleStudy(runs, pd.DataFrame(rows), pd.concat(hourly, ignore_index=True))
+
+
+def _slo_met(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """Per request, whether it met its SLO: its class's own (``workload.classes``), else the scenario's."""
+    classes = scenario.workload.classes
+    if not classes:
+        return request_slo_met(requests, scenario.slo)
+    met = np.zeros(len(requests), dtype=bool)
+    for c in classes:
+        mine = np.asarray(requests["request_class"] == c.name, dtype=bool)
+        met[mine] = request_slo_met(requests[mine], c.slo or scenario.slo)
+    return met
+
+
+def _per_class(requests: pd.DataFrame, met: np.ndarray, scenario: Scenario) -> dict[str, float]:
+    """``<class>.slo_attainment_frac`` and ``<class>.num_completed`` for a mixed workload."""
+    out: dict[str, float] = {}
+    for c in scenario.workload.classes:
+        mine = np.asarray(requests["request_class"] == c.name, dtype=bool)
+        out[f"{c.name}.slo_attainment_frac"] = float(met[mine].mean()) if mine.any() else math.nan
+        out[f"{c.name}.num_completed"] = int((requests.loc[mine, "status"] == "finished").sum())
+    return out
 
 
 def _hourly(run: AutoscaledRun, met: np.ndarray, hour_s: float) -> pd.DataFrame:

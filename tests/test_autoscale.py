@@ -124,3 +124,38 @@ def test_predictive_schedule_by_hand() -> None:
     # 10 req/s x factor x 1.25 headroom / 2 req/s per replica = 0.625, 6.25, 3.125 -> 1, 7, 4
     assert predictive_schedule(profile, 10, 2.0) == (1, 7, 4)
     assert predictive_schedule(profile, 10, 2.0, min_replicas=2, max_replicas=5) == (2, 5, 4)
+
+
+def _hybrid(batch_priority: int) -> Scenario:
+    """The day's interactive traffic plus a backlog of batch jobs sent at the start."""
+    interactive = {
+        "name": "interactive",
+        "priority": 0,
+        "rate_per_s": 40,
+        "rate_profile": {"slot_s": 5, "factors": FACTORS},
+        "num_requests": round(40 * 5 * sum(FACTORS)),
+        "input_tokens": 256,
+        "output_tokens": 64,
+        "slo": {"ttft_p99_s": 0.5},
+    }
+    batch = {
+        "name": "batch",
+        "priority": batch_priority,
+        "arrival": "burst",
+        "num_requests": 400,
+        "input_tokens": 1024,
+        "output_tokens": 256,
+    }
+    return Scenario.from_dict(
+        {"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": {"classes": [interactive, batch]}}
+    )
+
+
+def test_batch_jobs_fill_spare_capacity_at_low_priority() -> None:
+    fixed = {"fixed": AutoscalerConfig(policy="fixed")}
+    low = autoscale_study(_hybrid(1), fixed, hour_s=5).table.iloc[0]
+    same = autoscale_study(_hybrid(0), fixed, hour_s=5).table.iloc[0]
+    # every batch job finishes on the same paid fleet, in the interactive traffic's gaps, while the
+    # interactive class keeps its SLO only when the batch class yields to it
+    assert low["batch.num_completed"] == same["batch.num_completed"] == 400
+    assert low["interactive.slo_attainment_frac"] > 0.95 > same["interactive.slo_attainment_frac"]
