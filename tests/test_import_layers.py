@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "simulator.resources": 0,
     "simulator.datafiles": 0,
     "simulator.config": 1,
+    "simulator.config_workload": 1,
     "simulator.validation": 1,
     "simulator.hardware": 1,  # the package's __init__ re-exports the profile only
     "simulator.hardware.profile": 1,
