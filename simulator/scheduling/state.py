@@ -75,17 +75,17 @@ class ReplicaState:
     @property
     def num_running(self) -> int:
         """Sequences holding KV blocks (prefilling or decoding)."""
-        return len(self.prefilling) + len(self.decode)
+        return len(self.prefilling) + len(self.decode.members)
 
     @property
     def num_outstanding(self) -> int:
         """Requests routed here and not finished."""
-        return len(self.waiting) + len(self.prefilling) + len(self.decode)
+        return self.waiting.num_waiting + len(self.prefilling) + len(self.decode.members)
 
     @property
     def has_work(self) -> bool:
         """Whether a step could compute anything."""
-        return bool(self.waiting or self.prefilling or self.decode.members)
+        return bool(self.waiting.num_waiting or self.prefilling or self.decode.members)
 
     def enqueue(self, seq: Sequence) -> None:
         """A new request joins the back of the waiting queue."""

@@ -16,25 +16,25 @@ from simulator.scheduling.sequence import Sequence
 class WaitingQueue:
     """The queue a policy admits from: ``queue[0]`` is the next request to admit."""
 
-    __slots__ = ("_levels", "_num", "_order")
+    __slots__ = ("_levels", "_order", "num_waiting")
 
     def __init__(self) -> None:
         self._levels: dict[int, deque[Sequence]] = {}
         self._order: list[int] = []  # the priority levels seen, most urgent first
-        self._num = 0
+        self.num_waiting = 0
 
     def __len__(self) -> int:
-        return self._num
+        return self.num_waiting
 
     def __bool__(self) -> bool:
-        return self._num > 0
+        return self.num_waiting > 0
 
     def __iter__(self) -> Iterator[Sequence]:
         for level in self._order:
             yield from self._levels[level]
 
     def __getitem__(self, index: int) -> Sequence:
-        if index != 0 or not self._num:
+        if index != 0 or not self.num_waiting:
             raise IndexError("WaitingQueue supports [0] (the head) of a non-empty queue only")
         return self._head_level()[0]
 
@@ -55,15 +55,15 @@ class WaitingQueue:
     def append(self, seq: Sequence) -> None:
         """A new request joins the back of its priority level."""
         self._level(seq.priority).append(seq)
-        self._num += 1
+        self.num_waiting += 1
 
     def appendleft(self, seq: Sequence) -> None:
         """A preempted request returns to the front of its priority level."""
         self._level(seq.priority).appendleft(seq)
-        self._num += 1
+        self.num_waiting += 1
 
     def popleft(self) -> Sequence:
         """Remove and return the head (the most urgent, longest waiting request)."""
         seq = self._head_level().popleft()
-        self._num -= 1
+        self.num_waiting -= 1
         return seq
