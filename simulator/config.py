@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -173,6 +173,11 @@ class SchedulerConfig(BaseModel):
     )
     priority_preemption: bool = Field(
         True, description="with request classes: preempt less urgent running work to admit urgent work"
+    )
+    preemption_mode: Literal["recompute", "swap"] = Field(
+        "recompute",
+        description="recompute: drop a preempted request's KV and compute it again; swap: copy it to host "
+        "memory over the profile's host link and back",
     )
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (off when null)")
     prefix_caching: bool = Field(

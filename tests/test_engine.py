@@ -223,6 +223,7 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
         "policy": draw(st.sampled_from(["vllm", "orca", "sarathi", "static"])),
         "chunk_size": draw(st.sampled_from([None, 16, 256])),
         "batch_wait_s": draw(st.sampled_from([0.0, 0.05, 2.0])),
+        "preemption_mode": draw(st.sampled_from(["recompute", "swap"])),
         "max_num_seqs": draw(st.integers(1, 16)),
         "max_num_batched_tokens": draw(st.integers(32, 2048)),
         "block_size": block_size,

@@ -126,6 +126,7 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
             "chunk_size": chunk_size,
             "max_num_seqs": max_num_seqs,
             "block_size": block_size,
+            "preemption_mode": "swap" if seed % 2 else "recompute",
         },
         "workload": {
             "arrival": arrival,

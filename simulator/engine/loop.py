@@ -49,6 +49,7 @@ class _Cluster:
             sched.chunk_size,
             sched.batch_wait_s,
             priority_preemption=prioritized and sched.priority_preemption,
+            swap=sched.preemption_mode == "swap",
         )
         self.env = env
         self.resolved = resolved
@@ -188,6 +189,10 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     )
     itl, kv = cluster.itl, state.kv
     log_step = cluster.steps.data.extend
+    # swap preemption: every GPU copies its shard of a token's KV over its own host link
+    swap_s_per_token = (
+        resolved.memory.kv_bytes_per_token_per_gpu / resolved.hardware.host_link_bandwidth_bytes_per_s
+    )
     last_duration_s = 0.0
     while True:
         if not state.has_work:
@@ -219,6 +224,10 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
                 continue
         cost = cost_model.step(plan.shape())
         duration_s = last_duration_s = cost.time_s + overhead_s
+        if state.swap_tokens:  # KV copied to or from host memory, not overlapped with the step
+            duration_s += state.swap_tokens * swap_s_per_token
+            last_duration_s = duration_s
+            state.swap_tokens = 0
         log_step(
             (
                 state.index,

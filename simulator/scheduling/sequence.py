@@ -4,7 +4,8 @@
 A step computes ``num_tokens - num_computed_tokens`` tokens at most (the prompt, or a chunk of it,
 or the one token generated last); when it catches up, the model samples one new token.
 After a preemption by recomputation the KV is dropped (``num_computed_tokens = 0``) and the prompt
-plus everything generated so far is computed again as one longer prompt.
+plus everything generated so far is computed again as one longer prompt; after a swap the KV waits in
+host memory (``num_swapped_tokens``) and is copied back when the sequence is readmitted.
 
 While a sequence is a member of its replica's ``DecodeSet`` its token counters are brought up to date
 lazily (``DecodeSet.sync``): the decode set advances all members in O(1) per step.
@@ -45,6 +46,7 @@ class Sequence:
     prefix_id: int = -1  # a shared prefix (system prompt) it starts with, -1 for none
     prefix_tokens: int = 0  # that prefix's length (part of num_prompt_tokens)
     num_shared_blocks: int = 0  # blocks of a cached prefix it references (not in num_blocks)
+    num_swapped_tokens: int = 0  # KV tokens it holds in host memory while waiting (swap preemption)
     # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
     # to date, the step it joined at, and the step at which it will have all its output tokens.
     sync_step: int = 0

@@ -28,6 +28,7 @@ class ReplicaLimits:
     chunk_size: int | None = None  # chunked-prefill token budget per step (sarathi)
     batch_wait_s: float = 0.0  # static: how long the oldest request may wait for a batch to fill
     priority_preemption: bool = False  # preempt less urgent decoders to admit a more urgent request
+    swap: bool = False  # preemption copies the KV to host memory (True) or drops it for recomputation
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class ReplicaState:
         "prefilling",
         "static_batch",
         "static_reserved_blocks",
+        "swap_tokens",
         "waiting",
     )
 
@@ -66,6 +68,7 @@ class ReplicaState:
         self.decode = DecodeSet(kv.block_size)
         self.num_preemptions = 0
         self.now_s = 0.0  # the engine's clock when it asks the policy for a plan
+        self.swap_tokens = 0  # KV tokens copied to or from host memory by the plan being made
         self.pinned: list[Sequence] = []  # waiting sequences holding a cached prefix (see use_cached_prefix)
         # Static batching: the batch being served (finished members stay as padding until it ends)
         # and the KV blocks reserved for its members' outputs, not yet handed to the decode set.
@@ -162,6 +165,9 @@ class ReplicaState:
         """Move the head of the waiting queue to prefilling, holding ``num_blocks`` more blocks."""
         self.kv.allocate(num_blocks)
         seq.num_blocks += num_blocks
+        if seq.num_swapped_tokens:  # swapped in: its KV comes back from host memory in this step
+            self.swap_tokens += seq.num_swapped_tokens
+            seq.num_swapped_tokens = 0
         cache = self.kv.prefixes
         if cache is not None and seq.prefix_id >= 0:
             cache.num_prefix_tokens += seq.prefix_tokens
@@ -191,7 +197,11 @@ class ReplicaState:
 
     def _to_front_of_queue(self, victim: Sequence) -> None:
         self.release(victim)
-        victim.num_computed_tokens = 0
+        if self.limits.swap:  # its KV goes to host memory and comes back when it is readmitted
+            victim.num_swapped_tokens = victim.num_computed_tokens
+            self.swap_tokens += victim.num_computed_tokens
+        else:
+            victim.num_computed_tokens = 0
         victim.num_preemptions += 1
         victim.status = SeqStatus.WAITING
         self.waiting.appendleft(victim)
