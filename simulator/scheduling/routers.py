@@ -37,14 +37,18 @@ def round_robin(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Seq
     return index
 
 
-def least_outstanding(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
-    """The replica with the fewest requests waiting or running; ties go round-robin."""
-    loads = [r.num_outstanding for r in replicas]
+def _least_loaded(ctx: RouterContext, loads: list[float]) -> int:
+    """The index of the smallest load; ties go round-robin (the context's counter)."""
     low = min(loads)
     tied = [i for i, load in enumerate(loads) if load == low]
     index = tied[ctx.counter % len(tied)]
     ctx.counter += 1
     return index
+
+
+def least_outstanding(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
+    """The replica with the fewest requests waiting or running; ties go round-robin."""
+    return _least_loaded(ctx, [r.num_outstanding for r in replicas])
 
 
 def random_router(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
@@ -54,12 +58,7 @@ def random_router(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: S
 
 def least_kv(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
     """The replica with the smallest fraction of KV blocks in use; ties go round-robin."""
-    loads = [r.kv.num_used_blocks / r.kv.num_blocks for r in replicas]
-    low = min(loads)
-    tied = [i for i, load in enumerate(loads) if load == low]
-    index = tied[ctx.counter % len(tied)]
-    ctx.counter += 1
-    return index
+    return _least_loaded(ctx, [r.kv.num_used_blocks / r.kv.num_blocks for r in replicas])
 
 
 def power_of_two(ctx: RouterContext, replicas: SequenceOf[ReplicaState], seq: Sequence) -> int:
