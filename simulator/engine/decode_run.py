@@ -7,10 +7,10 @@ when a request arrived, those up to the step in progress at its arrival). Each s
 time, block allocation, log row and inter-token gap are computed exactly as the step-by-step loop
 would, float for float, so both modes give identical records (``tests/test_fast_mode.py``).
 
-The work per run is a few numpy calls, not a Python loop over its steps: blocks from one period of the
-decode set's block histogram, prices from the cost model (``decode_prices``),
-end times from a running sum (``np.add.accumulate`` adds left to right, as the loop does), the step log
-and the inter-token gaps written as arrays. No simpy here: plain functions of the replica state.
+Planning a run prices its steps one by one with the cost model (its token-linear part memoized
+inside ``CostModel``), stopping at the horizon. Applying a long run is a few numpy calls instead of a
+Python loop over its steps: the step log and the inter-token gaps are written as arrays. No simpy here:
+plain functions of the replica state.
 """
 
 from __future__ import annotations
@@ -19,22 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.engine.decode_prices import decode_shape, price_decode_steps
 from simulator.engine.records import STEP_COLUMNS, ItlLog, StepLog
 from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import Sequence
 from simulator.scheduling.state import ReplicaState
 from simulator.speculative import Pricer
+from simulator.step_cost import BatchShape
 
 MAX_RUN_STEPS = 4096
 """Longest run priced at once (bounds the work thrown away when an arrival cuts a run short)."""
 
 VECTOR_MIN_STEPS = 24
-"""Runs expected to be shorter are planned and applied step by step (same numbers, in plain Python):
-below about this many steps numpy's cost per call outweighs what it saves per step."""
-
-FIRST_CHUNK_STEPS = 32
-"""Steps priced in the first go; each further go prices 4x more, up to the run's end or horizon."""
+"""Runs of fewer steps are applied step by step (same numbers, in plain Python): below about this many
+steps numpy's cost per call outweighs what it saves per step."""
 
 
 @dataclass(slots=True)
@@ -65,102 +62,26 @@ def plan_decode_run(
     max_steps = MAX_RUN_STEPS if next_finish is None else min(MAX_RUN_STEPS, next_finish - decode.step)
     if max_steps < 2:
         return None
-    n, kv0 = len(decode), decode.num_kv_tokens
-    first_s = cost_model.step(decode_shape(n, kv0)).time_s + overhead_s
-    run: DecodeRun | None
-    if (horizon_s - start_s) < VECTOR_MIN_STEPS * first_s or max_steps < VECTOR_MIN_STEPS:
-        run = _plan_step_by_step(state, cost_model, overhead_s, start_s, horizon_s, max_steps)
-    else:
-        run = _plan_at_once(state, cost_model, overhead_s, start_s, horizon_s, max_steps)
-    return run if run is not None and len(run.end_s) >= 2 else None
-
-
-def _plan_step_by_step(
-    state: ReplicaState,
-    cost_model: Pricer,
-    overhead_s: float,
-    start_s: float,
-    horizon_s: float,
-    max_steps: int,
-) -> DecodeRun:
-    """A short run: priced one step at a time (numpy's per-call cost would outweigh its speed)."""
-    decode = state.decode
-    first_step = decode.step
     free = state.kv.num_free_blocks  # after step 0's blocks
     n, kv0 = len(decode), decode.num_kv_tokens
-    ends: list[float] = []
-    durations, flops, num_bytes, new_blocks = [], [], [], []
+    run = DecodeRun(start_s, n, kv0, [], [], [], [], [])
     end_s = start_s
     for j in range(max_steps):
-        need = decode.num_new_blocks_at(first_step + j) if j else 0
+        need = decode.num_new_blocks_at(decode.step + j) if j else 0
         if need > free:
             break
         free -= need
-        cost = cost_model.step(decode_shape(n, kv0 + j * n))
+        cost = cost_model.step(BatchShape(0, 0, 0.0, 0, n, kv0 + j * n, n))
         duration_s = cost.time_s + overhead_s
         end_s = end_s + duration_s
-        ends.append(end_s)
-        durations.append(duration_s)
-        flops.append(cost.flops)
-        num_bytes.append(cost.num_bytes)
-        new_blocks.append(need)
+        run.end_s.append(end_s)
+        run.duration_s.append(duration_s)
+        run.flops.append(cost.flops)
+        run.num_bytes.append(cost.num_bytes)
+        run.new_blocks.append(need)
         if end_s >= horizon_s:
             break
-    return DecodeRun(start_s, n, kv0, ends, durations, flops, num_bytes, new_blocks)
-
-
-def _plan_at_once(
-    state: ReplicaState,
-    cost_model: Pricer,
-    overhead_s: float,
-    start_s: float,
-    horizon_s: float,
-    max_steps: int,
-) -> DecodeRun | None:
-    """A long run: blocks, prices and end times as arrays, in chunks growing 4x up to the horizon."""
-    decode = state.decode
-    new_blocks = _new_blocks(decode, max_steps)
-    # the steps whose blocks fit: the running total of new blocks within the free ones
-    max_steps = int(np.searchsorted(np.cumsum(new_blocks), state.kv.num_free_blocks, side="right"))
-    if max_steps < 2:
-        return None
-    n, kv0 = len(decode), decode.num_kv_tokens
-    ends, durations, flops, num_bytes = [], [], [], []
-    end_s, lo, size = start_s, 0, FIRST_CHUNK_STEPS
-    while lo < max_steps:
-        hi = min(max_steps, lo + size)
-        prices = price_decode_steps(cost_model, n, kv0 + n * np.arange(lo, hi, dtype=np.int64))
-        duration_s = prices.time_s + overhead_s
-        end = np.add.accumulate(np.concatenate(([end_s], duration_s)))[1:]
-        past = int(np.searchsorted(end, horizon_s, side="left"))  # first step ending at/after horizon
-        cut = past + 1  # that step is the run's last
-        ends.append(end[:cut])
-        durations.append(duration_s[:cut])
-        flops.append(prices.flops[:cut])
-        num_bytes.append(prices.num_bytes[:cut])
-        if past < len(end):
-            break
-        end_s, lo, size = float(end[-1]), hi, size * 4
-    num_steps = sum(len(e) for e in ends)
-    return DecodeRun(
-        start_s=start_s,
-        num_seqs=n,
-        first_kv_tokens=kv0,
-        end_s=np.concatenate(ends).tolist(),
-        duration_s=np.concatenate(durations).tolist(),
-        flops=np.concatenate(flops).tolist(),
-        num_bytes=np.concatenate(num_bytes).tolist(),
-        new_blocks=new_blocks[:num_steps].tolist(),
-    )
-
-
-def _new_blocks(decode: DecodeSet, num_steps: int) -> np.ndarray:
-    """Blocks each of the next ``num_steps`` steps allocates (0 for the first: the policy did)."""
-    period = min(decode.block_size, num_steps)
-    one_period = np.array([decode.num_new_blocks_at(decode.step + j) for j in range(period)], dtype=np.int64)
-    blocks = one_period[np.arange(num_steps) % period]  # repeats every block_size steps
-    blocks[0] = 0
-    return blocks
+    return run if len(run.end_s) >= 2 else None
 
 
 def apply_decode_run(
