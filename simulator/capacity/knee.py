@@ -20,6 +20,7 @@ import pandas as pd
 
 from simulator.config import MAX_NUM_REQUESTS, Scenario, SLOConfig
 from simulator.errors import ConfigError, SimulatorError
+from simulator.metrics.classes import meets_slo
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult, simulate
 from simulator.speculative import Pricer
@@ -56,20 +57,14 @@ def require_slo(slo: SLOConfig) -> None:
 
 
 def request_slo_met(requests: pd.DataFrame, slo: SLOConfig) -> np.ndarray:
-    """Per request: finished, TTFT <= slo.ttft_p99_s, E2E <= slo.e2e_p99_s and TPOT <= slo.itl_p99_s.
-
-    A request's own inter-token latency is judged by its TPOT (its mean gap), the per-request stand-in
-    for the pooled ITL percentile; a one-token output has no gap and passes that target.
-    """
-    ok = np.array(requests["status"] == "finished", dtype=bool)
-    if slo.ttft_p99_s is not None:
-        ok &= requests["ttft_s"].to_numpy(dtype=float) <= slo.ttft_p99_s
-    if slo.e2e_p99_s is not None:
-        ok &= requests["e2e_s"].to_numpy(dtype=float) <= slo.e2e_p99_s
-    if slo.itl_p99_s is not None:
-        tpot = requests["tpot_s"].to_numpy(dtype=float)
-        ok &= np.isnan(tpot) | (tpot <= slo.itl_p99_s)
-    return ok
+    """Per row of a request table, whether it met every per-request target (``metrics.meets_slo``)."""
+    return meets_slo(
+        np.asarray(requests["status"] == "finished", dtype=bool),
+        requests["ttft_s"].to_numpy(dtype=float),
+        requests["e2e_s"].to_numpy(dtype=float),
+        requests["tpot_s"].to_numpy(dtype=float),
+        slo,
+    )
 
 
 def check_slo(result: SimulationResult) -> RateCheck:

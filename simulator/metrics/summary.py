@@ -29,6 +29,7 @@ import numpy as np
 from simulator.config import SLOConfig
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
 from simulator.metrics.classes import class_summary
+from simulator.metrics.quantiles import nan_quantile, weighted_quantile
 from simulator.resolve import ResolvedScenario
 from simulator.speculative import SpeculativeCostModel
 from simulator.tradeoffs import tradeoff_summary
@@ -57,22 +58,6 @@ SUMMARY_KEYS = (
     "kv_peak_frac",
     "num_preemptions",
 )
-
-
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The q-quantile of values repeated ``weights`` times (inverted CDF, as numpy's 'inverted_cdf')."""
-    if values.size == 0 or weights.sum() <= 0:
-        return float("nan")
-    order = np.argsort(values, kind="stable")
-    cum = np.cumsum(weights[order])
-    rank = q * cum[-1]
-    index = int(np.searchsorted(cum, rank, side="left"))
-    return float(values[order][min(index, len(order) - 1)])
-
-
-def _pct(values: np.ndarray, q: float) -> float:
-    values = values[~np.isnan(values)]
-    return float(np.quantile(values, q)) if values.size else float("nan")
 
 
 def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]:
@@ -132,15 +117,15 @@ def _latencies(records: RunRecords, done: np.ndarray) -> dict[str, float]:
     gaps = np.frombuffer(records.itl.gap_s, dtype=np.float64)
     counts = np.frombuffer(records.itl.count, dtype=np.int64)
     return {
-        "ttft_p50_s": _pct(ttft, 0.50),
-        "ttft_p90_s": _pct(ttft, 0.90),
-        "ttft_p99_s": _pct(ttft, 0.99),
+        "ttft_p50_s": nan_quantile(ttft, 0.50),
+        "ttft_p90_s": nan_quantile(ttft, 0.90),
+        "ttft_p99_s": nan_quantile(ttft, 0.99),
         "itl_p50_s": weighted_quantile(gaps, counts, 0.50),
         "itl_p99_s": weighted_quantile(gaps, counts, 0.99),
-        "tpot_p50_s": _pct(tpot, 0.50),
-        "tpot_p99_s": _pct(tpot, 0.99),
-        "e2e_p50_s": _pct(e2e, 0.50),
-        "e2e_p99_s": _pct(e2e, 0.99),
+        "tpot_p50_s": nan_quantile(tpot, 0.50),
+        "tpot_p99_s": nan_quantile(tpot, 0.99),
+        "e2e_p50_s": nan_quantile(e2e, 0.50),
+        "e2e_p99_s": nan_quantile(e2e, 0.99),
         "ttft_mean_s": float(np.mean(ttft)) if ttft.size else float("nan"),
         "e2e_mean_s": float(np.mean(e2e)) if e2e.size else float("nan"),
     }
