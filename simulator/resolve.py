@@ -135,10 +135,13 @@ def _with_draft(
         kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp),
     )
     if planned.num_kv_blocks < 1:
+        one_block_bytes = planned.block_size * planned.kv_bytes_per_token_per_gpu
         raise DoesNotFitError(
             f"{scenario.model} with draft {draft.name} at tp={tp} on {hardware.name}",
-            required_bytes=memory.usable_bytes_per_gpu
-            + weights_bytes_per_gpu(draft, precision.weights, tp, pp),
+            required_bytes=planned.weights_bytes_per_gpu
+            + planned.activation_bytes_per_gpu
+            + planned.runtime_reserve_bytes_per_gpu
+            + one_block_bytes,
             available_bytes=memory.usable_bytes_per_gpu,
             suggestion="a smaller draft, more tensor parallelism or a larger GPU",
         )
