@@ -25,6 +25,7 @@ from simulator.capacity.cost import EXAMPLE_CLOUD_USD_PER_GPU_HOUR
 from simulator.config import RateProfile, Scenario
 from simulator.engine.autoscale import AutoscalerConfig, ScaleLog, run_autoscaled
 from simulator.errors import ConfigError
+from simulator.metrics.classes import class_slos
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult
 from simulator.workload import build_workload
@@ -162,13 +163,13 @@ def autoscale_study(
 
 def _slo_met(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     """Per request, whether it met its SLO: its class's own (``workload.classes``), else the scenario's."""
-    classes = scenario.workload.classes
-    if not classes:
+    slos = class_slos(scenario)
+    if not slos:
         return request_slo_met(requests, scenario.slo)
     met = np.zeros(len(requests), dtype=bool)
-    for c in classes:
-        mine = np.asarray(requests["request_class"] == c.name, dtype=bool)
-        met[mine] = request_slo_met(requests[mine], c.slo or scenario.slo)
+    for name, slo in slos.items():
+        mine = np.asarray(requests["request_class"] == name, dtype=bool)
+        met[mine] = request_slo_met(requests[mine], slo)
     return met
 
 

@@ -143,7 +143,7 @@ def _with_draft(
             + planned.runtime_reserve_bytes_per_gpu
             + one_block_bytes,
             available_bytes=memory.usable_bytes_per_gpu,
-            suggestion="a smaller draft, more tensor parallelism or a larger GPU",
+            suggestion="Try a smaller draft, more tensor parallelism or a larger GPU.",
         )
     model = SpeculativeCostModel(
         target, draft_cost, spec.num_speculative_tokens, expected_tokens_per_step(spec)

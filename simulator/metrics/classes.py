@@ -12,9 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from simulator.config import SLOConfig
+from simulator.config import Scenario, SLOConfig
 from simulator.engine.records import STATUS_FINISHED, RequestLog
 from simulator.metrics.quantiles import nan_quantile
+
+
+def class_slos(scenario: Scenario) -> dict[str, SLOConfig]:
+    """Each request class's SLO: its own when set, else the scenario's (empty without classes)."""
+    return {c.name: c.slo or scenario.slo for c in scenario.workload.classes}
 
 
 def meets_slo(

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.config import SLOConfig
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
-from simulator.metrics.classes import class_summary
+from simulator.metrics.classes import class_slos, class_summary
 from simulator.metrics.quantiles import nan_quantile, weighted_quantile
 from simulator.resolve import ResolvedScenario
 from simulator.speculative import SpeculativeCostModel
@@ -84,7 +83,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         "prefix_hit_frac": records.prefix_hit_tokens / records.prefix_tokens
         if records.prefix_tokens
         else float("nan"),
-        **class_summary(log, _class_slos(resolved), duration_s),
+        **class_summary(log, class_slos(resolved.scenario), duration_s),
         **calibration_keys(resolved),
     }
     cost = resolved.cost
@@ -99,12 +98,6 @@ def calibration_keys(resolved: ResolvedScenario) -> dict[str, Any]:
         "calibrated": resolved.cost.calibrated,
         "calibration_source": resolved.cost.calibration_source or "spec-only",
     }
-
-
-def _class_slos(resolved: ResolvedScenario) -> dict[str, SLOConfig]:
-    """Each request class's SLO: its own when set, else the scenario's."""
-    scenario = resolved.scenario
-    return {c.name: c.slo or scenario.slo for c in scenario.workload.classes}
 
 
 def _latencies(records: RunRecords, done: np.ndarray) -> dict[str, float]:
