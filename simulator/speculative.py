@@ -112,6 +112,10 @@ class SpeculativeCostModel:
         e = self.expected_tokens
         return StepCost(*(b + (f - b) / e for f, b in zip(full, base, strict=True)))
 
+    def decode_run_terms(self, num_seqs: int) -> None:
+        """None: a speculative replica's decode runs are priced step by step (``CostModel.step``'s twin)."""
+        return None
+
     def decode_step_time_s(self, batch_size: int, kv_len: int) -> float:
         """Seconds per generated token of a decode-only batch (the speculative step over E)."""
         return self.step(BatchShape(0, 0, 0.0, 0, batch_size, batch_size * kv_len, batch_size)).time_s

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from simulator.config import LayoutConfig, PrecisionConfig
+from simulator.decode_pricing import DecodeRunTerms, decode_attention_terms
 from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile
 from simulator.hardware.roofline import Roofline
@@ -257,7 +258,44 @@ class CostModel:
     def _forward(self, shape: BatchShape, num_tokens: int, scale: float) -> tuple[float, float, float, float]:
         """One pass of ``num_tokens`` tokens (attention sums x ``scale``) through all layers on one TP
         group: (compute s, comm s, flops per GPU, bytes per GPU). Spec-only pricing is inlined (this
-        runs once per simulated step); a calibrated model goes through the pricer."""
+        runs once per simulated step); a calibrated model goes through the pricer.
+
+        Decode attention, the only term that changes from one step of a decode run to the next, is
+        added last, so a run of such steps can be priced from ``_forward_fixed`` plus
+        ``decode_attention_terms`` alone (``simulator.decode_pricing``), float for float."""
+        compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_tokens, scale)
+        if shape.num_decode_tokens > 0:
+            coef = self._attention.decode
+            if self._pricer.table is None:
+                t, f, b = decode_attention_terms(
+                    shape.decode_kv_tokens,
+                    shape.num_decode_tokens,
+                    scale,
+                    coef.flops_per_pair,
+                    coef.q_o_bytes_per_token,
+                    coef.kv_bytes_per_kv_token,
+                    self._attn_flops_s,
+                    self._bytes_s,
+                    self.kernel_overhead_s,
+                    self.num_layers,
+                )
+            else:
+                f = coef.flops_per_pair * shape.decode_kv_tokens * scale
+                b = (
+                    coef.q_o_bytes_per_token * shape.num_decode_tokens
+                    + coef.kv_bytes_per_kv_token * shape.decode_kv_tokens
+                ) * scale
+                t = self._pricer.attention_s("attention_decode", f, b) * self.num_layers
+                f, b = f * self.num_layers, b * self.num_layers
+            compute_s += t
+            flops += f
+            nbytes += b
+        return compute_s, comm_s, flops, nbytes
+
+    def _forward_fixed(
+        self, shape: BatchShape, num_tokens: int, scale: float
+    ) -> tuple[float, float, float, float]:
+        """``_forward`` without decode attention: layers, prefill attention, embedding, norm, LM head."""
         compute_s, comm_s, flops, nbytes = self._layers.at(num_tokens)
         pricer, num_layers, ovh = self._pricer, self.num_layers, self.kernel_overhead_s
         spec_only = pricer.table is None
@@ -274,20 +312,6 @@ class CostModel:
                 compute_s += ((c if c > m else m) + ovh) * num_layers
             else:
                 compute_s += pricer.attention_s("attention_prefill", f, b) * num_layers
-            flops += f * num_layers
-            nbytes += b * num_layers
-        if shape.num_decode_tokens > 0:
-            coef = self._attention.decode
-            f = coef.flops_per_pair * shape.decode_kv_tokens * scale
-            b = (
-                coef.q_o_bytes_per_token * shape.num_decode_tokens
-                + coef.kv_bytes_per_kv_token * shape.decode_kv_tokens
-            ) * scale
-            if spec_only:
-                c, m = f * attn_f_s, b * bytes_s
-                compute_s += ((c if c > m else m) + ovh) * num_layers
-            else:
-                compute_s += pricer.attention_s("attention_decode", f, b) * num_layers
             flops += f * num_layers
             nbytes += b * num_layers
         emb_b, norm_b = self._step_bytes_per_token
@@ -311,6 +335,30 @@ class CostModel:
             if self.tp > 1:
                 comm_s += self._gather_fixed_s + self._gather_s_per_logit * logits
         return compute_s, comm_s, flops, nbytes
+
+    def decode_run_terms(self, num_seqs: int) -> DecodeRunTerms | None:
+        """What a decode step of ``num_seqs`` sequences costs apart from its KV length, for pricing a
+        run of such steps at once; None where runs are priced step by step (calibrated attention, pp > 1).
+        """
+        if self._pricer.table is not None or self.pp != 1:
+            return None
+        shape = BatchShape(0, 0, 0.0, 0, num_seqs, 0, num_seqs)
+        compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_seqs, 1.0)
+        coef = self._attention.decode
+        return DecodeRunTerms(
+            compute_s,
+            comm_s,
+            flops,
+            nbytes,
+            coef.flops_per_pair,
+            coef.q_o_bytes_per_token,
+            coef.kv_bytes_per_kv_token,
+            self._attn_flops_s,
+            self._bytes_s,
+            self.kernel_overhead_s,
+            self.num_layers,
+            self.tp,
+        )
 
     def moe_imbalance_frac(self, num_tokens: int) -> float:
         """Expert load imbalance at ``num_tokens`` tokens: max / mean token-expert assignments over the

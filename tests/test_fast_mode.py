@@ -10,15 +10,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, simulate
-from simulator.engine import decode_run
+from simulator.engine import decode_run, loop
 from simulator.metrics import SUMMARY_KEYS
+from simulator.step_cost import CostModel
 
 
-@pytest.fixture(params=["short runs step by step", "every run as arrays"])
-def vector_min_steps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both ways of planning and applying a run: the default threshold, and arrays from 2 steps."""
-    if request.param == "every run as arrays":
-        monkeypatch.setattr(decode_run, "VECTOR_MIN_STEPS", 2)
+def _runs_priced(patch: pytest.MonkeyPatch, compiled: bool, first_run_steps: int) -> None:
+    """Price runs in numba (spec-only models) or through ``CostModel.step``, in pieces from this size."""
+    if not compiled:
+        patch.setattr(CostModel, "decode_run_terms", lambda self, num_seqs: None)
+    patch.setattr(decode_run, "FIRST_RUN_STEPS", first_run_steps)
+    patch.setattr(loop, "FIRST_RUN_STEPS", first_run_steps)
+
+
+@pytest.fixture(params=["compiled", "step by step, pieces from 2 steps"])
+def run_pricing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of pricing a run: the compiled kernel, and the cost model step by step."""
+    if request.param == "compiled":
+        _runs_priced(monkeypatch, True, decode_run.FIRST_RUN_STEPS)
+    else:
+        _runs_priced(monkeypatch, False, 2)
 
 
 def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
@@ -44,14 +55,14 @@ def _assert_identical(step: Any, fast: Any) -> None:
         {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
     ],
 )
-@pytest.mark.usefixtures("vector_min_steps")
+@pytest.mark.usefixtures("run_pricing")
 def test_fast_mode_equals_step_mode(workload: dict[str, Any]) -> None:
     data = {"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload}
     step, fast = _both_modes(data)
     _assert_identical(step, fast)
 
 
-@pytest.mark.usefixtures("vector_min_steps")
+@pytest.mark.usefixtures("run_pricing")
 @pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
 def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
     # A pool small enough that decode runs end on block shortage and preemptions happen.
@@ -101,7 +112,8 @@ def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
     max_num_seqs=st.integers(1, 64),
     block_size=st.sampled_from([1, 4, 16]),
     seed=st.integers(0, 1000),
-    vector_min_steps=st.sampled_from([2, decode_run.VECTOR_MIN_STEPS]),
+    compiled=st.booleans(),
+    first_run_steps=st.sampled_from([2, decode_run.FIRST_RUN_STEPS]),
 )
 def test_fast_mode_equals_step_mode_on_random_workloads(
     dp: int,
@@ -114,7 +126,8 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
     max_num_seqs: int,
     block_size: int,
     seed: int,
-    vector_min_steps: int,
+    compiled: bool,
+    first_run_steps: int,
 ) -> None:
     data = {
         "model": "llama-3.1-8b",
@@ -137,8 +150,8 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
             "output_tokens": {"dist": "uniform", "low": 1, "high": output_high},
         },
     }
-    with pytest.MonkeyPatch.context() as patch:  # runs of >= 2 steps planned and applied as arrays
-        patch.setattr(decode_run, "VECTOR_MIN_STEPS", vector_min_steps)
+    with pytest.MonkeyPatch.context() as patch:
+        _runs_priced(patch, compiled, first_run_steps)
         step, fast = _both_modes(data)
     _assert_identical(step, fast)
 

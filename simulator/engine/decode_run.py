@@ -1,24 +1,32 @@
 """Decode runs: price k identical decode steps at once, with the arithmetic of k single steps (L4).
 
 When a replica's plan is decode-only and its policy is in ``DECODE_RUN_POLICIES``, the next steps
-repeat the same plan until the first member finishes, KV blocks run short, or a request arrives. The
-engine then prices the whole run here, waits once, and applies the steps that ended (all of them, or,
-when a request arrived, those up to the step in progress at its arrival). Each step's shape, cost, end
-time, block allocation, log row and inter-token gap are computed exactly as the step-by-step loop
-would, float for float, so both modes give identical records (``tests/test_fast_mode.py``).
+repeat the same plan until the first member finishes, KV blocks run short, or a request is routed to
+this replica. The engine prices a run of such steps here, waits once, and applies the steps that ended
+(all of them, or, when a request arrived, those up to the step in progress at its arrival). Each step's
+shape, cost, end time, block allocation, log row and inter-token gap are computed exactly as the
+step-by-step loop would, float for float, so both modes give identical records
+(``tests/test_fast_mode.py``).
 
-Planning a run prices its steps one by one with the cost model (its token-linear part memoized
-inside ``CostModel``), stopping at the horizon. Applying a long run is a few numpy calls instead of a
-Python loop over its steps: the step log and the inter-token gaps are written as arrays. No simpy here:
-plain functions of the replica state.
+Runs are priced in growing pieces: the first of ``FIRST_RUN_STEPS`` steps, and each piece that ends
+uninterrupted twice as long as the last (up to ``MAX_RUN_STEPS``), so the steps priced and then cut
+short by an arrival are at most about as many as those used. Spec-only models price a piece in one
+compiled call (``_plan_kernel``, with ``simulator.decode_pricing``'s decode attention) that also writes
+the pieces' step-log rows; other models go step by step through ``cost_model.step``. Applying a run
+costs the same whatever its length: its rows are copied into the step log, and the members advance
+through ``DecodeSet.advance`` at the first and last steps and in O(1) in between. No simpy here: plain
+functions of the replica state.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
+from simulator.decode_pricing import decode_attention_jit
 from simulator.engine.records import STEP_COLUMNS, ItlLog, StepLog
 from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import Sequence
@@ -26,152 +34,203 @@ from simulator.scheduling.state import ReplicaState
 from simulator.speculative import Pricer
 from simulator.step_cost import BatchShape
 
-MAX_RUN_STEPS = 4096
-"""Longest run priced at once (bounds the work thrown away when an arrival cuts a run short)."""
+FIRST_RUN_STEPS = 8
+"""Steps priced in a run that follows an arrival or a change of batch (the piece doubles from here)."""
 
-VECTOR_MIN_STEPS = 24
-"""Runs of fewer steps are applied step by step (same numbers, in plain Python): below about this many
-steps numpy's cost per call outweighs what it saves per step."""
+MAX_RUN_STEPS = 4096
+"""Longest run priced at once."""
+
+_ROW_COLUMNS = (
+    "replica",
+    "start_s",
+    "duration_s",
+    "num_seqs",
+    "num_prefill_tokens",
+    "num_decode_tokens",
+    "num_preempted",
+    "kv_used_blocks",
+    "flops",
+    "num_bytes",
+)
+assert STEP_COLUMNS == _ROW_COLUMNS, "decode runs write step rows in this column order (_plan_kernel)"
 
 
 @dataclass(slots=True)
 class DecodeRun:
-    """The planned steps of a run: end times, costs, and blocks each step allocates when it starts."""
+    """The planned steps of a run: their end times, their step-log rows, and the first's inter-token gaps."""
 
-    start_s: float
     num_seqs: int
-    first_kv_tokens: int
-    end_s: list[float]
-    duration_s: list[float]
-    flops: list[float]
-    num_bytes: list[float]
-    new_blocks: list[int]  # step 0's were allocated by the policy (0 here)
+    end_s: np.ndarray  # float64, one per step
+    rows: np.ndarray  # one step-log row per step, in the order of STEP_COLUMNS (kv_used_blocks included)
+    capped: bool  # stopped at the step cap, not at a finish or a KV shortage
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.end_s)
+
+    def end_of(self, num_steps: int) -> float:
+        """When the run's first ``num_steps`` steps have ended."""
+        return float(self.end_s[num_steps - 1])
+
+    def steps_begun_by(self, now_s: float) -> int:
+        """The steps that ended before ``now_s`` plus the one in progress at ``now_s``."""
+        return int(np.searchsorted(self.end_s, now_s, side="left")) + 1
 
 
-def plan_decode_run(
-    state: ReplicaState, cost_model: Pricer, overhead_s: float, start_s: float, horizon_s: float
-) -> DecodeRun | None:
-    """The run that starts with the decode step the policy just planned; None when it is one step.
+class RunPlanner:
+    """Plans a replica's decode runs with its cost model (and the per-batch-size terms it memoizes)."""
 
-    The run stops at the first step that ends at or after ``horizon_s`` (the next request known to
-    arrive anywhere in the cluster): past it the run would likely be cut short and its pricing wasted.
-    Stopping at any step boundary is exact, since the next plan repeats the run's step.
-    """
-    decode = state.decode
-    next_finish = decode.next_finish_step()
-    max_steps = MAX_RUN_STEPS if next_finish is None else min(MAX_RUN_STEPS, next_finish - decode.step)
-    if max_steps < 2:
-        return None
-    free = state.kv.num_free_blocks  # after step 0's blocks
-    n, kv0 = len(decode), decode.num_kv_tokens
-    run = DecodeRun(start_s, n, kv0, [], [], [], [], [])
-    end_s = start_s
+    def __init__(self, cost_model: Pricer, overhead_s: float) -> None:
+        self.cost_model = cost_model
+        self.overhead_s = overhead_s
+        self._terms: dict[int, np.ndarray | None] = {}
+
+    def _terms_for(self, num_seqs: int) -> np.ndarray | None:
+        if num_seqs not in self._terms:
+            terms = self.cost_model.decode_run_terms(num_seqs)
+            self._terms[num_seqs] = None if terms is None else np.array(terms, dtype=np.float64)
+        return self._terms[num_seqs]
+
+    def plan(self, state: ReplicaState, start_s: float, max_steps: int) -> DecodeRun | None:
+        """The run that starts with the decode step the policy just planned; None when it is one step.
+
+        It stops after ``max_steps`` steps, at the first finish, or before the first step whose blocks
+        are not free. Stopping at any step boundary is exact: the next plan repeats the run's step.
+        """
+        decode, kv = state.decode, state.kv
+        next_finish = decode.next_finish_step()
+        capped = next_finish is None or next_finish - decode.step > max_steps
+        if not capped:
+            assert next_finish is not None
+            max_steps = next_finish - decode.step
+        if max_steps < 2:
+            return None
+        n = len(decode)
+        terms = self._terms_for(n)
+        if terms is None:
+            count, end_s, rows = self._plan_step_by_step(state, start_s, max_steps)
+        else:
+            count, end_s, rows = _plan_kernel(
+                terms,
+                n,
+                decode.num_kv_tokens,
+                decode.block_histogram,
+                decode.step,
+                kv.num_free_blocks,  # after step 0's blocks
+                max_steps,
+                start_s,
+                self.overhead_s,
+                state.index,
+                kv.num_used_blocks,
+            )
+        if count < 2:
+            return None
+        return DecodeRun(n, end_s[:count], rows[:count], capped and count == max_steps)
+
+    def _plan_step_by_step(
+        self, state: ReplicaState, start_s: float, max_steps: int
+    ) -> tuple[int, np.ndarray, np.ndarray]:
+        """``_plan_kernel`` through ``cost_model.step`` (calibrated, pipelined or speculative models)."""
+        decode, cost_model = state.decode, self.cost_model
+        n, kv0 = len(decode), decode.num_kv_tokens
+        free, used = state.kv.num_free_blocks, state.kv.num_used_blocks
+        rows: list[tuple[float, ...]] = []
+        end_s: list[float] = []
+        t = start_s
+        for j in range(max_steps):
+            need = decode.num_new_blocks_at(decode.step + j) if j else 0
+            if need > free:
+                break
+            free -= need
+            used += need
+            cost = cost_model.step(BatchShape(0, 0, 0.0, 0, n, kv0 + j * n, n))
+            d = cost.time_s + self.overhead_s
+            rows.append((state.index, t, d, n, 0, n, 0, used, cost.flops, cost.num_bytes))
+            t = t + d
+            end_s.append(t)
+        return len(end_s), np.array(end_s), np.array(rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+
+
+@numba.njit(cache=True)
+def _plan_kernel(  # type: ignore[no-untyped-def]
+    terms, num_seqs, kv_tokens, hist, step, free_blocks, max_steps, start_s, overhead_s, replica, used_blocks
+):
+    """Up to ``max_steps`` decode steps priced as ``CostModel.step`` would, from ``start_s``: the first
+    reads ``kv_tokens`` KV tokens, each adds ``num_seqs``; stops before a step (after the first) needing
+    more new blocks than are free (step ``step + j`` needs ``hist[(1 - step - j) % block_size]``, as
+    ``DecodeSet.num_new_blocks_at``). Returns (steps, end times, step-log rows)."""
+    fc, fm, ff, fb, fpp, qo, kvb, afs, bs, ovh, num_layers, tp = terms
+    end_s = np.empty(max_steps)
+    rows = np.empty((max_steps, 10))
+    block_size = hist.size
+    t = start_s
+    count = 0
     for j in range(max_steps):
-        need = decode.num_new_blocks_at(decode.step + j) if j else 0
-        if need > free:
-            break
-        free -= need
-        cost = cost_model.step(BatchShape(0, 0, 0.0, 0, n, kv0 + j * n, n))
-        duration_s = cost.time_s + overhead_s
-        end_s = end_s + duration_s
-        run.end_s.append(end_s)
-        run.duration_s.append(duration_s)
-        run.flops.append(cost.flops)
-        run.num_bytes.append(cost.num_bytes)
-        run.new_blocks.append(need)
-        if end_s >= horizon_s:
-            break
-    return run if len(run.end_s) >= 2 else None
+        if j:
+            need = hist[((1 - step - j) % block_size + block_size) % block_size]
+            if need > free_blocks:
+                break
+            free_blocks -= need
+            used_blocks += need
+        ta, fa, ba = decode_attention_jit(
+            kv_tokens + j * num_seqs, num_seqs, 1.0, fpp, qo, kvb, afs, bs, ovh, num_layers
+        )
+        d = ((fc + ta) + fm) + overhead_s  # CostModel.step's time_s, plus the scheduler's overhead
+        rows[j, 0] = replica
+        rows[j, 1] = t
+        rows[j, 2] = d
+        rows[j, 3] = num_seqs
+        rows[j, 4] = 0
+        rows[j, 5] = num_seqs
+        rows[j, 6] = 0
+        rows[j, 7] = used_blocks
+        rows[j, 8] = (ff + fa) * tp
+        rows[j, 9] = (fb + ba) * tp
+        t = t + d
+        end_s[j] = t
+        count += 1
+    return count, end_s, rows
 
 
 def apply_decode_run(
     state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
 ) -> list[Sequence]:
     """Apply the run's first ``num_steps`` steps: allocate, log, advance the decode set; return finishers."""
-    if num_steps < VECTOR_MIN_STEPS:
-        finished = _apply_step_by_step(state, run, num_steps, steps, itl)
-    else:
-        finished = _apply_at_once(state, run, num_steps, steps, itl)
+    kv = state.kv
+    rows = run.rows[:num_steps]
+    kv.allocate(int(rows[-1, 7]) - kv.num_used_blocks)  # allocations only grow: the peak is the last
+    steps.data.frombytes(rows.tobytes())
+    finished = _advance(state.decode, run.end_s, num_steps, itl)
     for seq in finished:
         state.release(seq)
     return finished
 
 
-def _apply_step_by_step(
-    state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
-) -> list[Sequence]:
-    decode, kv = state.decode, state.kv
-    log_step = steps.data.extend
-    n = run.num_seqs
-    finished: list[Sequence] = []
-    itl_groups: list[tuple[float, int]] = []
-    start_s = run.start_s
-    for j in range(num_steps):
-        if j:
-            kv.allocate(run.new_blocks[j])
-        log_step(
-            (
-                state.index,
-                start_s,
-                run.duration_s[j],
-                n,
-                0,
-                n,
-                0,
-                kv.num_used_blocks,
-                run.flops[j],
-                run.num_bytes[j],
-            )
-        )  # in the order of records.STEP_COLUMNS
-        finished.extend(decode.advance(run.end_s[j], itl_groups))
-        start_s = run.end_s[j]
-    for gap_s, count in itl_groups:
-        itl.gap_s.append(gap_s)
-        itl.count.append(count)
-    return finished
-
-
-def _apply_at_once(
-    state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
-) -> list[Sequence]:
-    kv = state.kv
-    n = run.num_seqs
-    end_s = run.end_s[:num_steps]
-    used_blocks = kv.num_used_blocks + np.cumsum(run.new_blocks[:num_steps])
-    kv.allocate(int(used_blocks[-1]) - kv.num_used_blocks)  # allocations only grow: the peak is the last
-    rows = np.empty((num_steps, len(STEP_COLUMNS)), dtype=np.float64)  # in the order of STEP_COLUMNS
-    rows[:, 0] = state.index
-    rows[0, 1] = run.start_s
-    rows[1:, 1] = end_s[:-1]
-    rows[:, 2] = run.duration_s[:num_steps]
-    rows[:, 3] = n
-    rows[:, 4] = 0
-    rows[:, 5] = n
-    rows[:, 6] = 0
-    rows[:, 7] = used_blocks
-    rows[:, 8] = run.flops[:num_steps]
-    rows[:, 9] = run.num_bytes[:num_steps]
-    steps.data.frombytes(rows.tobytes())
-    return _advance(state.decode, end_s, itl)
-
-
-def _advance(decode: DecodeSet, end_s: list[float], itl: ItlLog) -> list[Sequence]:
-    """The decode set after the steps ending at ``end_s``; their gaps into ``itl``, in step order.
+def _advance(decode: DecodeSet, end_s: np.ndarray, num_steps: int, itl: ItlLog) -> list[Sequence]:
+    """The decode set after the steps ending at ``end_s[:num_steps]``; their gaps into ``itl``, in order.
 
     The first and last steps go through ``DecodeSet.advance`` (the first closes the gaps of members
     that joined since the last step, the last finishes members); in between every member continues and
     none finishes (the run ends at the first finish), so each step adds one gap shared by all members.
     """
     groups: list[tuple[float, int]] = []
-    finished = decode.advance(end_s[0], groups)
-    if len(end_s) > 1:
-        inner = np.diff(np.array(end_s[:-1], dtype=np.float64))
+    ends = end_s[:num_steps].tolist()
+    finished = decode.advance(ends[0], groups)
+    if num_steps > 1:
         assert not finished and decode.num_continuing == len(decode)
-        groups.extend(zip(inner.tolist(), [len(decode)] * len(inner), strict=True))
+        _append(itl, groups)
+        groups.clear()
+        inner = [ends[j] - ends[j - 1] for j in range(1, num_steps - 1)]  # the gaps steps 1 .. k-2 close
+        itl.gap_s.extend(inner)
+        itl.count.extend(array("q", [len(decode)]) * len(inner))
         decode.step += len(inner)
-        decode.last_step_end_s = end_s[-2]
-        finished = decode.advance(end_s[-1], groups)
+        decode.last_step_end_s = ends[-2]
+        finished = decode.advance(ends[-1], groups)
+    _append(itl, groups)
+    return finished
+
+
+def _append(itl: ItlLog, groups: list[tuple[float, int]]) -> None:
     for gap_s, count in groups:
         itl.gap_s.append(gap_s)
         itl.count.append(count)
-    return finished

@@ -8,16 +8,21 @@ times; the closed loop (``arrival = concurrency``) issues the next request when 
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable, Generator
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
 from simpy.events import NORMAL, EventPriority
 
-from simulator.engine.decode_run import DecodeRun, apply_decode_run, plan_decode_run
+from simulator.engine.decode_run import (
+    FIRST_RUN_STEPS,
+    MAX_RUN_STEPS,
+    DecodeRun,
+    RunPlanner,
+    apply_decode_run,
+)
 from simulator.engine.records import (
     STATUS_FINISHED,
     STATUS_REJECTED,
@@ -61,6 +66,7 @@ class _Cluster:
         self.prefix_id = None if requests.prefix_id is None else requests.prefix_id.tolist()
         self.prefix_tokens = None if requests.prefix_tokens is None else requests.prefix_tokens.tolist()
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
+        self.active_runs: list[_ActiveRun | None] = [None] * len(self.replicas)
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
         self.log.class_id = requests.class_id
@@ -100,6 +106,9 @@ class _Cluster:
         candidates = self.replicas if self.routable is None else self.routable
         index = candidates[self.resolved.router(self.router_ctx, candidates, seq)].index
         self.replicas[index].enqueue(seq)
+        active = self.active_runs[index]
+        if active is not None:
+            active.cut(self.env)
         wakeup = self.wakeups[index]
         if wakeup is not None:
             self.wakeups[index] = None
@@ -165,6 +174,25 @@ class _Environment(simpy.Environment):
     exactly the time its last step would have ended step by step.
     """
 
+    def step(self) -> None:
+        """SimPy's step, after dropping the stale entries ``reschedule`` leaves behind."""
+        queue = self._queue
+        while queue and queue[0][3].callbacks is None:
+            heappop(queue)
+        super().step()
+
+    def peek(self) -> float:
+        """SimPy's peek, ignoring stale entries."""
+        queue = self._queue
+        while queue and queue[0][3].callbacks is None:
+            heappop(queue)
+        return super().peek()
+
+    def reschedule(self, event: simpy.Event, when_s: float) -> None:
+        """Make a scheduled, unprocessed ``event`` fire at ``when_s`` (>= now) instead, if earlier: its
+        old entry stays in the queue and is dropped when it comes up (the event was processed)."""
+        heappush(self._queue, (when_s, NORMAL, next(self._eid), event))
+
     def timeout_at(self, when_s: float) -> simpy.Event:
         """An event that fires at exactly ``when_s`` (>= now), like a Timeout."""
         if when_s < self._now:
@@ -193,7 +221,8 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     swap_s_per_token = (
         resolved.memory.kv_bytes_per_token_per_gpu / resolved.hardware.host_link_bandwidth_bytes_per_s
     )
-    last_duration_s = 0.0
+    planner = RunPlanner(cost_model, overhead_s)
+    run_steps = FIRST_RUN_STEPS  # the next decode run's step cap (see engine/decode_run.py)
     while True:
         if not state.has_work:
             wakeup = env.event()
@@ -211,22 +240,20 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
                 f"replica {state.index}: policy {sched.policy!r} planned an empty step with "
                 f"{len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
             )
-        if (
-            decode_runs
-            and plan.decode
-            and not plan.prefills
-            and not plan.preempted
-            and cluster.next_arrival_s - env.now > 2.0 * last_duration_s  # room for a run of >= 2 steps
-        ):
-            run = plan_decode_run(state, cost_model, overhead_s, env.now, cluster.next_arrival_s)
+        if decode_runs and plan.decode and not plan.prefills and not plan.preempted:
+            run = planner.plan(state, env.now, run_steps)
             if run is not None:
-                yield from _decode_run(cluster, state, run)
+                interrupted = yield from _decode_run(cluster, state, run)
+                # an uninterrupted piece of a longer run: price the next piece twice as long
+                run_steps = (
+                    min(2 * run_steps, MAX_RUN_STEPS) if run.capped and not interrupted else FIRST_RUN_STEPS
+                )
                 continue
+        run_steps = FIRST_RUN_STEPS
         cost = cost_model.step(plan.shape())
-        duration_s = last_duration_s = cost.time_s + overhead_s
+        duration_s = cost.time_s + overhead_s
         if state.swap_tokens:  # KV copied to or from host memory, not overlapped with the step
             duration_s += state.swap_tokens * swap_s_per_token
-            last_duration_s = duration_s
             state.swap_tokens = 0
         log_step(
             (
@@ -263,20 +290,33 @@ def _wait_for_batch(
         cluster.wakeups[state.index] = None
 
 
-def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Generator[simpy.Event, Any, None]:
-    """Wait for the run's end, or for a request routed here; apply the steps that ended by then."""
+class _ActiveRun:
+    """A decode run in progress on a replica: the event that ends it, and how many steps it keeps."""
+
+    __slots__ = ("num_steps", "run", "wake")
+
+    def __init__(self, run: DecodeRun, wake: simpy.Event) -> None:
+        self.run, self.wake, self.num_steps = run, wake, run.num_steps
+
+    def cut(self, env: _Environment) -> None:
+        """A request was routed here: the run ends with the step in progress now."""
+        num_steps = self.run.steps_begun_by(env.now)
+        if num_steps < self.num_steps:
+            self.num_steps = num_steps
+            env.reschedule(self.wake, self.run.end_of(num_steps))
+
+
+def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Generator[simpy.Event, Any, bool]:
+    """Wait for the run's end, or, when a request is routed here meanwhile, for the end of the step in
+    progress at its arrival (``_ActiveRun.cut``); apply the steps that ended. Returns whether it was cut."""
     env = cluster.env
-    arrival = env.event()
-    cluster.wakeups[state.index] = arrival
-    yield env.timeout_at(run.end_s[-1]) | arrival
-    num_steps = len(run.end_s)
-    if arrival.triggered:  # the step in progress at the arrival is the run's last
-        num_steps = bisect.bisect_left(run.end_s, env.now) + 1
-        yield env.timeout_at(run.end_s[num_steps - 1])
-    else:
-        cluster.wakeups[state.index] = None
-    for seq in apply_decode_run(state, run, num_steps, cluster.steps, cluster.itl):
+    active = _ActiveRun(run, env.timeout_at(run.end_of(run.num_steps)))
+    cluster.active_runs[state.index] = active
+    yield active.wake
+    cluster.active_runs[state.index] = None
+    for seq in apply_decode_run(state, run, active.num_steps, cluster.steps, cluster.itl):
         cluster.finish(seq)
+    return active.num_steps < run.num_steps
 
 
 def run_engine(

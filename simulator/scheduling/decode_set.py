@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import heapq
 
+import numpy as np
+
 from simulator.scheduling.sequence import SeqStatus, Sequence
 
 
@@ -44,7 +46,7 @@ class DecodeSet:
         self.block_size = block_size
         self.step = 0
         self.members: dict[Sequence, None] = {}
-        self._hist = [0] * block_size
+        self._hist = np.zeros(block_size, dtype=np.int64)
         self._tokens_base = 0
         self._finish_heap: list[tuple[int, int, Sequence]] = []  # (finish step, push order, member)
         self._heap_counter = 0
@@ -80,7 +82,12 @@ class DecodeSet:
 
     def num_new_blocks_at(self, step: int) -> int:
         """KV blocks the current members need together to compute decode step ``step`` (>= self.step)."""
-        return self._hist[(1 - step) % self.block_size]
+        return int(self._hist[(1 - step) % self.block_size])
+
+    @property
+    def block_histogram(self) -> np.ndarray:
+        """Members by ``(num_tokens - step) % block_size`` (read-only: see ``num_new_blocks_at``)."""
+        return self._hist
 
     def sync(self, seq: Sequence) -> None:
         """Bring a member's counters up to the current step."""
