@@ -21,6 +21,7 @@ functions of the replica state.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import numba
@@ -60,7 +61,7 @@ class DecodeRun:
     """The planned steps of a run: their end times, their step-log rows, and the first's inter-token gaps."""
 
     num_seqs: int
-    end_s: np.ndarray  # float64, one per step
+    end_s: list[float]  # one per step
     rows: np.ndarray  # one step-log row per step, in the order of STEP_COLUMNS (kv_used_blocks included)
     capped: bool  # stopped at the step cap, not at a finish or a KV shortage
 
@@ -70,20 +71,25 @@ class DecodeRun:
 
     def end_of(self, num_steps: int) -> float:
         """When the run's first ``num_steps`` steps have ended."""
-        return float(self.end_s[num_steps - 1])
+        return self.end_s[num_steps - 1]
 
     def steps_begun_by(self, now_s: float) -> int:
         """The steps that ended before ``now_s`` plus the one in progress at ``now_s``."""
-        return int(np.searchsorted(self.end_s, now_s, side="left")) + 1
+        return bisect_left(self.end_s, now_s) + 1
 
 
 class RunPlanner:
-    """Plans a replica's decode runs with its cost model (and the per-batch-size terms it memoizes)."""
+    """Plans one replica's decode runs with its cost model (and the per-batch-size terms it memoizes).
+
+    Compiled plans are written into buffers the planner owns: a run must be applied (or dropped) before
+    the replica plans the next, as the engine does."""
 
     def __init__(self, cost_model: Pricer, overhead_s: float) -> None:
         self.cost_model = cost_model
         self.overhead_s = overhead_s
         self._terms: dict[int, np.ndarray | None] = {}
+        self._end_s = np.empty(MAX_RUN_STEPS)
+        self._rows = np.empty((MAX_RUN_STEPS, len(STEP_COLUMNS)))
 
     def _terms_for(self, num_seqs: int) -> np.ndarray | None:
         if num_seqs not in self._terms:
@@ -110,7 +116,10 @@ class RunPlanner:
         if terms is None:
             count, end_s, rows = self._plan_step_by_step(state, start_s, max_steps)
         else:
-            count, end_s, rows = _plan_kernel(
+            end_s, rows = self._end_s, self._rows
+            count = _plan_kernel(
+                end_s,
+                rows,
                 terms,
                 n,
                 decode.num_kv_tokens,
@@ -125,7 +134,7 @@ class RunPlanner:
             )
         if count < 2:
             return None
-        return DecodeRun(n, end_s[:count], rows[:count], capped and count == max_steps)
+        return DecodeRun(n, end_s[:count].tolist(), rows[:count], capped and count == max_steps)
 
     def _plan_step_by_step(
         self, state: ReplicaState, start_s: float, max_steps: int
@@ -153,15 +162,26 @@ class RunPlanner:
 
 @numba.njit(cache=True)
 def _plan_kernel(  # type: ignore[no-untyped-def]
-    terms, num_seqs, kv_tokens, hist, step, free_blocks, max_steps, start_s, overhead_s, replica, used_blocks
+    end_s,
+    rows,
+    terms,
+    num_seqs,
+    kv_tokens,
+    hist,
+    step,
+    free_blocks,
+    max_steps,
+    start_s,
+    overhead_s,
+    replica,
+    used_blocks,
 ):
     """Up to ``max_steps`` decode steps priced as ``CostModel.step`` would, from ``start_s``: the first
     reads ``kv_tokens`` KV tokens, each adds ``num_seqs``; stops before a step (after the first) needing
     more new blocks than are free (step ``step + j`` needs ``hist[(1 - step - j) % block_size]``, as
-    ``DecodeSet.num_new_blocks_at``). Returns (steps, end times, step-log rows)."""
+    ``DecodeSet.num_new_blocks_at``). Writes end times and step-log rows into ``end_s`` and ``rows``
+    (at least ``max_steps`` long); returns the number of steps."""
     fc, fm, ff, fb, fpp, qo, kvb, afs, bs, ovh, num_layers, tp = terms
-    end_s = np.empty(max_steps)
-    rows = np.empty((max_steps, 10))
     block_size = hist.size
     t = start_s
     count = 0
@@ -189,7 +209,7 @@ def _plan_kernel(  # type: ignore[no-untyped-def]
         t = t + d
         end_s[j] = t
         count += 1
-    return count, end_s, rows
+    return count
 
 
 def apply_decode_run(
@@ -206,7 +226,7 @@ def apply_decode_run(
     return finished
 
 
-def _advance(decode: DecodeSet, end_s: np.ndarray, num_steps: int, itl: ItlLog) -> list[Sequence]:
+def _advance(decode: DecodeSet, end_s: list[float], num_steps: int, itl: ItlLog) -> list[Sequence]:
     """The decode set after the steps ending at ``end_s[:num_steps]``; their gaps into ``itl``, in order.
 
     The first and last steps go through ``DecodeSet.advance`` (the first closes the gaps of members
@@ -214,7 +234,7 @@ def _advance(decode: DecodeSet, end_s: np.ndarray, num_steps: int, itl: ItlLog) 
     none finishes (the run ends at the first finish), so each step adds one gap shared by all members.
     """
     groups: list[tuple[float, int]] = []
-    ends = end_s[:num_steps].tolist()
+    ends = end_s[:num_steps]
     finished = decode.advance(ends[0], groups)
     if num_steps > 1:
         assert not finished and decode.num_continuing == len(decode)
