@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.config import Scenario
+from simulator.disaggregation import ResolvedPools, resolve_pools
 from simulator.errors import ConfigError, DoesNotFitError
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.hardware.calibration import CalibrationTable, calibration_for
@@ -35,11 +36,14 @@ class ResolvedScenario:
     policy: ReplicaPolicy
     router: Router
     max_model_len: int
+    # Disaggregated prefill/decode pools (None: colocated); with pools, memory, cost and hardware above
+    # are the decode pool's
+    pools: ResolvedPools | None = None
 
     @property
     def num_replicas(self) -> int:
-        """Data-parallel replicas behind the router."""
-        return self.scenario.layout.dp
+        """Data-parallel replicas behind the router (with pools: both pools' replicas)."""
+        return self.scenario.layout.dp if self.pools is None else self.pools.num_replicas
 
     @property
     def gpus_per_replica(self) -> int:
@@ -49,7 +53,7 @@ class ResolvedScenario:
     @property
     def num_gpus(self) -> int:
         """GPUs in the simulated cluster."""
-        return self.num_replicas * self.gpus_per_replica
+        return self.num_replicas * self.gpus_per_replica if self.pools is None else self.pools.num_gpus
 
 
 def resolve(scenario: Scenario) -> ResolvedScenario:
@@ -59,6 +63,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     beside a profile given as a path, else ``hardware_profiles/calibration/<hardware name>.json``).
     """
     model = load_model(scenario.model)
+    if scenario.disaggregation is not None:
+        return _resolve_disaggregated(scenario, model)
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
     calibration = calibration_for(scenario.hardware, hardware.name)
@@ -92,6 +98,9 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
     # The last sampled token is never computed, so a request's KV peaks at prompt + output - 1 tokens.
     blocks = -(-(total - 1) // block_size)
     too_big = blocks > resolved.memory.num_kv_blocks
+    if resolved.pools is not None:  # the prompt must also fit a prefill replica
+        prompt_blocks = -(-requests.input_tokens // block_size)
+        too_big |= prompt_blocks > resolved.pools.prefill.memory.num_kv_blocks
     reasons = [""] * len(total)
     for i in np.flatnonzero(too_long | too_big):
         if too_long[i]:
@@ -99,12 +108,34 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
                 f"prompt {requests.input_tokens[i]} + output {requests.output_tokens[i]} tokens exceed "
                 f"max_model_len = {resolved.max_model_len}"
             )
-        else:
+        elif blocks[i] > resolved.memory.num_kv_blocks:
             reasons[i] = (
                 f"needs {blocks[i]} KV blocks at its last token, a replica has "
                 f"{resolved.memory.num_kv_blocks}"
             )
+        else:
+            assert resolved.pools is not None
+            reasons[i] = (
+                f"its prompt needs {-(-requests.input_tokens[i] // block_size)} KV blocks, a prefill "
+                f"replica has {resolved.pools.prefill.memory.num_kv_blocks}"
+            )
     return reasons
+
+
+def _resolve_disaggregated(scenario: Scenario, model: ModelSpec) -> ResolvedScenario:
+    """Prefill and decode pools; the scenario-wide memory, cost and hardware are the decode pool's."""
+    pools = resolve_pools(scenario, model)
+    return ResolvedScenario(
+        scenario=scenario,
+        model=model,
+        hardware=pools.decode.hardware,
+        memory=pools.decode.memory,
+        cost=pools.decode.cost,
+        policy=get_replica_policy(scenario.scheduler.policy),
+        router=get_router(scenario.scheduler.router),
+        max_model_len=scenario.scheduler.max_model_len or model.max_position_embeddings,
+        pools=pools,
+    )
 
 
 def _with_draft(

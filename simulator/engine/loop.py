@@ -26,7 +26,7 @@ from simulator.engine.records import (
     RunRecords,
     StepLog,
 )
-from simulator.errors import SimulatorError
+from simulator.errors import ConfigError, SimulatorError
 from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario, rejection_reasons
 from simulator.rng import stream
@@ -289,6 +289,12 @@ def run_engine(
     ``control(cluster)`` is called before any request is issued, to set up processes that steer the
     cluster (the autoscaler of ``simulator.engine.autoscale``).
     """
+    if resolved.pools is not None:  # disaggregated prefill/decode pools: their own replica processes
+        if control is not None:
+            raise ConfigError("disaggregation", "prefill and decode pools", "null when autoscaling")
+        from simulator.engine.disaggregated import run_pools  # imports this module
+
+        return run_pools(resolved, requests)
     env = _Environment()
     cluster = _Cluster(env, resolved, requests)
     if control is not None:
