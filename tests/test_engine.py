@@ -236,6 +236,12 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
     if draw(st.booleans()):  # shared prefixes: cached, hit, evicted
         workload["prefix"] = {"num_prefixes": draw(st.integers(1, 4)), "tokens": draw(st.integers(1, 300))}
         scheduler["router"] = draw(st.sampled_from([scheduler["router"], "prefix_affinity"]))
+    if arrival != "concurrency" and "prefix" not in workload and draw(st.booleans()):  # conversations
+        workload["sessions"] = {
+            "num_turns": draw(st.integers(1, 4)),
+            "think_time_s": draw(st.sampled_from([0, 1])),
+        }
+        scheduler["router"] = draw(st.sampled_from([scheduler["router"], "prefix_affinity"]))
     if arrival != "concurrency" and draw(st.booleans()):  # a second, less urgent class: a batch backlog
         batch = {"name": "batch", "priority": 1, "arrival": "burst", "num_requests": draw(st.integers(1, 20))}
         workload = {"classes": [{"name": "chat", **workload}, batch]}
