@@ -159,7 +159,9 @@ class SpeculativeConfig(BaseModel):
     """Speculative decoding: a draft model proposes tokens that the target verifies in one step."""
 
     model_config = _FROZEN
-    draft: str = Field(description="catalog model name or HF config.json path of the draft model")
+    draft: str = Field(
+        description="catalog model name or HF config.json path of the draft model, or mtp (the target's head)"
+    )
     num_speculative_tokens: int = Field(4, ge=1, le=16, description="k: draft tokens proposed per step")
     acceptance_rate: float = Field(
         0.7, gt=0, lt=1, description="alpha: chance each draft token is accepted (given the ones before)"

@@ -19,7 +19,15 @@ from simulator.memory import MemoryPlan, kv_bytes_per_token_per_gpu, plan_memory
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
 from simulator.scheduling.routers import Router, get_router
-from simulator.speculative import Pricer, SpeculativeCostModel, expected_tokens_per_step, with_draft
+from simulator.speculative import (
+    MTP_DRAFT,
+    Pricer,
+    SpeculativeCostModel,
+    expected_tokens_per_step,
+    mtp_draft_spec,
+    mtp_weights_bytes_per_gpu,
+    with_draft,
+)
 from simulator.step_cost import CostModel
 from simulator.workload import RequestTable
 
@@ -71,7 +79,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration, scenario.seed)
     cost: Pricer = target
     if scenario.scheduler.speculative is not None:
-        cost, memory = _with_draft(scenario, hardware, target, memory, calibration)
+        cost, memory = _with_draft(scenario, model, hardware, target, memory, calibration)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(
         scenario=scenario,
@@ -140,6 +148,7 @@ def _resolve_disaggregated(scenario: Scenario, model: ModelSpec) -> ResolvedScen
 
 def _with_draft(
     scenario: Scenario,
+    model: ModelSpec,
     hardware: HardwareProfile,
     target: CostModel,
     memory: MemoryPlan,
@@ -148,23 +157,30 @@ def _with_draft(
     """The speculative cost model and the memory plan with the draft's weights and KV beside the target's."""
     spec = scenario.scheduler.speculative
     assert spec is not None
-    try:
-        draft = load_model(spec.draft)
-    except ConfigError as exc:
-        raise ConfigError("scheduler.speculative.draft", spec.draft, str(exc)) from None
     tp, pp = scenario.layout.tp, scenario.layout.pp
     precision = scenario.precision
+    layout = scenario.layout
+    if spec.draft == MTP_DRAFT:  # the target's MTP head: one layer at the last stage, its own KV
+        draft = mtp_draft_spec(model)
+        layout = layout.model_copy(update={"pp": 1})
+        draft_weights_bytes = mtp_weights_bytes_per_gpu(draft, precision.weights, tp)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, 1)
+    else:
+        try:
+            draft = load_model(spec.draft)
+        except ConfigError as exc:
+            raise ConfigError(
+                "scheduler.speculative.draft", spec.draft, f"a catalog model or 'mtp' ({exc})"
+            ) from None
+        draft_weights_bytes = weights_bytes_per_gpu(draft, precision.weights, tp, pp)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp)
     try:
-        draft_cost = CostModel.build(draft, hardware, precision, scenario.layout, calibration, scenario.seed)
+        draft_cost = CostModel.build(draft, hardware, precision, layout, calibration, scenario.seed)
     except ConfigError as exc:
         raise ConfigError(
             "scheduler.speculative.draft", spec.draft, f"a draft that runs at the target's tp={tp} ({exc})"
         ) from None
-    planned = with_draft(
-        memory,
-        weights_bytes_per_gpu(draft, precision.weights, tp, pp),
-        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp),
-    )
+    planned = with_draft(memory, draft_weights_bytes, draft_kv_bytes)
     if planned.num_kv_blocks < 1:
         one_block_bytes = planned.block_size * planned.kv_bytes_per_token_per_gpu
         raise DoesNotFitError(
@@ -176,7 +192,7 @@ def _with_draft(
             available_bytes=memory.usable_bytes_per_gpu,
             suggestion="Try a smaller draft, more tensor parallelism or a larger GPU.",
         )
-    model = SpeculativeCostModel(
+    pricer = SpeculativeCostModel(
         target, draft_cost, spec.num_speculative_tokens, expected_tokens_per_step(spec)
     )
-    return model, planned
+    return pricer, planned
