@@ -27,6 +27,7 @@ from simulator.config_workload import (
     PrefixConfig,
     RateProfile,
     RequestClassConfig,
+    SessionConfig,
     SLOConfig,
     UniformLengths,
     WorkloadConfig,
@@ -43,11 +44,13 @@ __all__ = [
     "MAX_NUM_REQUESTS",
     "MAX_TOKENS_PER_REQUEST",
     "ArrivalKind",
+    "DisaggregationConfig",
     "EmpiricalLengths",
     "LayoutConfig",
     "LengthDist",
     "LengthSpec",
     "LognormalLengths",
+    "PoolConfig",
     "PrecisionConfig",
     "PrefixConfig",
     "QualityEntry",
@@ -56,6 +59,7 @@ __all__ = [
     "SLOConfig",
     "Scenario",
     "SchedulerConfig",
+    "SessionConfig",
     "SpeculativeConfig",
     "UniformLengths",
     "WorkloadConfig",
@@ -119,11 +123,45 @@ class LayoutConfig(BaseModel):
         return self.tp * self.pp
 
 
+class PoolConfig(BaseModel):
+    """Disaggregation: one pool of identical replicas (how many, on what hardware, in what layout)."""
+
+    model_config = _FROZEN
+    num_replicas: int = Field(1, ge=1, le=4096, description="replicas in the pool")
+    hardware: str | None = Field(None, description="profile name or YAML path (default: the scenario's)")
+    layout: LayoutConfig | None = Field(None, description="each replica's layout (default: the scenario's)")
+
+    @field_validator("layout")
+    @classmethod
+    def _no_dp(cls, layout: LayoutConfig | None) -> LayoutConfig | None:
+        if layout is not None and layout.dp != 1:
+            raise ValueError(f"layout.dp = {layout.dp}: a pool's size is its num_replicas (leave dp at 1)")
+        return layout
+
+
+class DisaggregationConfig(BaseModel):
+    """Separate prefill and decode pools (Splitwise, DistServe) and the link the KV cache crosses."""
+
+    model_config = _FROZEN
+    prefill: PoolConfig = PoolConfig()
+    decode: PoolConfig = PoolConfig()
+    link: Literal["auto", "scaleup", "scaleout"] = Field(
+        "auto",
+        description="scaleup (NVLink-class: both pools in one node), scaleout (the network), or auto "
+        "(scaleup when both pools share a hardware type and fit in one node)",
+    )
+    transfer_latency_s: float | None = Field(
+        None, ge=0, le=1, description="fixed latency per KV transfer (default: the link's profile latency)"
+    )
+
+
 class SpeculativeConfig(BaseModel):
     """Speculative decoding: a draft model proposes tokens that the target verifies in one step."""
 
     model_config = _FROZEN
-    draft: str = Field(description="catalog model name or HF config.json path of the draft model")
+    draft: str = Field(
+        description="catalog model name or HF config.json path of the draft model, or mtp (the target's head)"
+    )
     num_speculative_tokens: int = Field(4, ge=1, le=16, description="k: draft tokens proposed per step")
     acceptance_rate: float = Field(
         0.7, gt=0, lt=1, description="alpha: chance each draft token is accepted (given the ones before)"
@@ -202,6 +240,9 @@ class Scenario(BaseModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     workload: WorkloadConfig = WorkloadConfig.model_validate({})
     slo: SLOConfig = SLOConfig()
+    disaggregation: DisaggregationConfig | None = Field(
+        None, description="separate prefill and decode pools (off when null: every replica does both)"
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
     @classmethod
@@ -269,6 +310,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         out[key] = fix(out.get(key)) if key in out else None
         if out[key] is None:
             del out[key]
+    pools = out.get("disaggregation")
+    for pool in pools.values() if isinstance(pools, dict) else ():
+        if isinstance(pool, dict) and isinstance(pool.get("hardware"), str):
+            pool["hardware"] = fix(pool["hardware"])
     workload = out.get("workload")
     if isinstance(workload, dict):
         if "trace" in workload:

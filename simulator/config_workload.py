@@ -97,6 +97,20 @@ class PrefixConfig(BaseModel):
     zipf_exponent: float = Field(1.0, gt=0, le=10, description="zipf: P(rank r) ~ 1 / r^exponent")
 
 
+class SessionConfig(BaseModel):
+    """Multi-turn conversations: each arrival starts a session of several turns.
+
+    Turn i's prompt is every earlier turn (prompts and answers) plus a new user message of
+    ``input_tokens``; its answer has ``output_tokens``. The next turn is sent ``think_time_s`` after the
+    answer ends (fixed, or exponential with that mean).
+    """
+
+    model_config = _FROZEN
+    num_turns: LengthSpec = Field(4, description="turns per session (an int or a length distribution)")
+    think_time_s: float = Field(5.0, ge=0, le=1e6, description="user think time between turns (mean)")
+    think_time_dist: Literal["fixed", "exponential"] = Field("exponential", description="how it varies")
+
+
 ArrivalKind = Literal["poisson", "gamma", "burst", "concurrency", "trace"]
 
 
@@ -145,6 +159,11 @@ class WorkloadConfig(BaseModel):
     prefix: PrefixConfig | None = Field(
         None, description="shared prefixes: each prompt is a prefix plus input_tokens of its own"
     )
+    sessions: SessionConfig | None = Field(
+        None,
+        description="multi-turn conversations: arrivals (and num_requests) start sessions; each turn's "
+        "prompt is the conversation so far plus input_tokens",
+    )
     classes: tuple[RequestClassConfig, ...] = Field(
         (),
         description="request classes, each with its own arrivals, lengths, priority and SLO (replaces "
@@ -188,6 +207,12 @@ class WorkloadConfig(BaseModel):
             raise ValueError(f"workload.rate_profile needs arrival poisson or gamma (got {self.arrival!r})")
         if self.arrival != "trace" and self.num_requests is None:
             raise ValueError(f"arrival {self.arrival!r} needs workload.num_requests")
+        closed_or_trace = self.arrival in ("trace", "concurrency")
+        if self.sessions is not None and (self.prefix is not None or closed_or_trace):
+            raise ValueError(
+                "workload.sessions needs a synthetic open-loop arrival (poisson, gamma, burst) and no "
+                "workload.prefix (a session's earlier turns are its prefix)"
+            )
         names = [c.name for c in self.classes]
         if len(set(names)) != len(names):
             raise ValueError(f"workload.classes names must be unique; got {names}")

@@ -56,6 +56,12 @@ class PrefixCache:
         """A prefix just computed (``num_blocks`` full blocks) joins the cache, referenced once."""
         self.entries[prefix_id] = _Prefix(num_blocks, 1)
 
+    def grow(self, prefix_id: int, num_blocks: int) -> None:
+        """A referenced prefix gains ``num_blocks`` blocks its holder computed (a session's history)."""
+        entry = self.entries[prefix_id]
+        assert entry.refcount > 0
+        entry.num_blocks += num_blocks
+
     def release(self, prefix_id: int) -> int:
         """Drop one reference; returns the blocks that became evictable (0 while others hold it)."""
         entry = self.entries[prefix_id]
@@ -143,6 +149,11 @@ class BlockManager:
         """The first ``num_blocks`` blocks a sequence computed become the cached prefix it references."""
         assert self.prefixes is not None
         self.prefixes.insert(prefix_id, num_blocks)
+
+    def grow_prefix(self, prefix_id: int, num_blocks: int) -> None:
+        """A referenced prefix takes over ``num_blocks`` more blocks from the sequence holding it."""
+        assert self.prefixes is not None
+        self.prefixes.grow(prefix_id, num_blocks)
 
     def release_prefix(self, prefix_id: int) -> None:
         """Drop a sequence's reference; an unreferenced prefix stays resident but evictable (free)."""

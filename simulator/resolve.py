@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.config import Scenario
+from simulator.disaggregation import ResolvedPools, resolve_pools
 from simulator.errors import ConfigError, DoesNotFitError
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.hardware.calibration import CalibrationTable, calibration_for
@@ -18,7 +19,15 @@ from simulator.memory import MemoryPlan, kv_bytes_per_token_per_gpu, plan_memory
 from simulator.model import ModelSpec, load_model
 from simulator.scheduling.policies import ReplicaPolicy, get_replica_policy
 from simulator.scheduling.routers import Router, get_router
-from simulator.speculative import Pricer, SpeculativeCostModel, expected_tokens_per_step, with_draft
+from simulator.speculative import (
+    MTP_DRAFT,
+    Pricer,
+    SpeculativeCostModel,
+    expected_tokens_per_step,
+    mtp_draft_spec,
+    mtp_weights_bytes_per_gpu,
+    with_draft,
+)
 from simulator.step_cost import CostModel
 from simulator.workload import RequestTable
 
@@ -35,11 +44,14 @@ class ResolvedScenario:
     policy: ReplicaPolicy
     router: Router
     max_model_len: int
+    # Disaggregated prefill/decode pools (None: colocated); with pools, memory, cost and hardware above
+    # are the decode pool's
+    pools: ResolvedPools | None = None
 
     @property
     def num_replicas(self) -> int:
-        """Data-parallel replicas behind the router."""
-        return self.scenario.layout.dp
+        """Data-parallel replicas behind the router (with pools: both pools' replicas)."""
+        return self.scenario.layout.dp if self.pools is None else self.pools.num_replicas
 
     @property
     def gpus_per_replica(self) -> int:
@@ -49,7 +61,7 @@ class ResolvedScenario:
     @property
     def num_gpus(self) -> int:
         """GPUs in the simulated cluster."""
-        return self.num_replicas * self.gpus_per_replica
+        return self.num_replicas * self.gpus_per_replica if self.pools is None else self.pools.num_gpus
 
 
 def resolve(scenario: Scenario) -> ResolvedScenario:
@@ -59,13 +71,15 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     beside a profile given as a path, else ``hardware_profiles/calibration/<hardware name>.json``).
     """
     model = load_model(scenario.model)
+    if scenario.disaggregation is not None:
+        return _resolve_disaggregated(scenario, model)
     hardware = load_hardware(scenario.hardware)
     memory = plan_memory(model, hardware, scenario.precision, scenario.layout, scenario.scheduler)
     calibration = calibration_for(scenario.hardware, hardware.name)
     target = CostModel.build(model, hardware, scenario.precision, scenario.layout, calibration, scenario.seed)
     cost: Pricer = target
     if scenario.scheduler.speculative is not None:
-        cost, memory = _with_draft(scenario, hardware, target, memory, calibration)
+        cost, memory = _with_draft(scenario, model, hardware, target, memory, calibration)
     max_model_len = scenario.scheduler.max_model_len or model.max_position_embeddings
     return ResolvedScenario(
         scenario=scenario,
@@ -92,6 +106,9 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
     # The last sampled token is never computed, so a request's KV peaks at prompt + output - 1 tokens.
     blocks = -(-(total - 1) // block_size)
     too_big = blocks > resolved.memory.num_kv_blocks
+    if resolved.pools is not None:  # the prompt must also fit a prefill replica
+        prompt_blocks = -(-requests.input_tokens // block_size)
+        too_big |= prompt_blocks > resolved.pools.prefill.memory.num_kv_blocks
     reasons = [""] * len(total)
     for i in np.flatnonzero(too_long | too_big):
         if too_long[i]:
@@ -99,16 +116,39 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
                 f"prompt {requests.input_tokens[i]} + output {requests.output_tokens[i]} tokens exceed "
                 f"max_model_len = {resolved.max_model_len}"
             )
-        else:
+        elif blocks[i] > resolved.memory.num_kv_blocks:
             reasons[i] = (
                 f"needs {blocks[i]} KV blocks at its last token, a replica has "
                 f"{resolved.memory.num_kv_blocks}"
             )
+        else:
+            assert resolved.pools is not None
+            reasons[i] = (
+                f"its prompt needs {-(-requests.input_tokens[i] // block_size)} KV blocks, a prefill "
+                f"replica has {resolved.pools.prefill.memory.num_kv_blocks}"
+            )
     return reasons
+
+
+def _resolve_disaggregated(scenario: Scenario, model: ModelSpec) -> ResolvedScenario:
+    """Prefill and decode pools; the scenario-wide memory, cost and hardware are the decode pool's."""
+    pools = resolve_pools(scenario, model)
+    return ResolvedScenario(
+        scenario=scenario,
+        model=model,
+        hardware=pools.decode.hardware,
+        memory=pools.decode.memory,
+        cost=pools.decode.cost,
+        policy=get_replica_policy(scenario.scheduler.policy),
+        router=get_router(scenario.scheduler.router),
+        max_model_len=scenario.scheduler.max_model_len or model.max_position_embeddings,
+        pools=pools,
+    )
 
 
 def _with_draft(
     scenario: Scenario,
+    model: ModelSpec,
     hardware: HardwareProfile,
     target: CostModel,
     memory: MemoryPlan,
@@ -117,23 +157,30 @@ def _with_draft(
     """The speculative cost model and the memory plan with the draft's weights and KV beside the target's."""
     spec = scenario.scheduler.speculative
     assert spec is not None
-    try:
-        draft = load_model(spec.draft)
-    except ConfigError as exc:
-        raise ConfigError("scheduler.speculative.draft", spec.draft, str(exc)) from None
     tp, pp = scenario.layout.tp, scenario.layout.pp
     precision = scenario.precision
+    layout = scenario.layout
+    if spec.draft == MTP_DRAFT:  # the target's MTP head: one layer at the last stage, its own KV
+        draft = mtp_draft_spec(model)
+        layout = layout.model_copy(update={"pp": 1})
+        draft_weights_bytes = mtp_weights_bytes_per_gpu(draft, precision.weights, tp)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, 1)
+    else:
+        try:
+            draft = load_model(spec.draft)
+        except ConfigError as exc:
+            raise ConfigError(
+                "scheduler.speculative.draft", spec.draft, f"a catalog model or 'mtp' ({exc})"
+            ) from None
+        draft_weights_bytes = weights_bytes_per_gpu(draft, precision.weights, tp, pp)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp)
     try:
-        draft_cost = CostModel.build(draft, hardware, precision, scenario.layout, calibration, scenario.seed)
+        draft_cost = CostModel.build(draft, hardware, precision, layout, calibration, scenario.seed)
     except ConfigError as exc:
         raise ConfigError(
             "scheduler.speculative.draft", spec.draft, f"a draft that runs at the target's tp={tp} ({exc})"
         ) from None
-    planned = with_draft(
-        memory,
-        weights_bytes_per_gpu(draft, precision.weights, tp, pp),
-        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp),
-    )
+    planned = with_draft(memory, draft_weights_bytes, draft_kv_bytes)
     if planned.num_kv_blocks < 1:
         one_block_bytes = planned.block_size * planned.kv_bytes_per_token_per_gpu
         raise DoesNotFitError(
@@ -145,7 +192,7 @@ def _with_draft(
             available_bytes=memory.usable_bytes_per_gpu,
             suggestion="Try a smaller draft, more tensor parallelism or a larger GPU.",
         )
-    model = SpeculativeCostModel(
+    pricer = SpeculativeCostModel(
         target, draft_cost, spec.num_speculative_tokens, expected_tokens_per_step(spec)
     )
-    return model, planned
+    return pricer, planned

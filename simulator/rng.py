@@ -16,6 +16,8 @@ PURPOSES: tuple[str, ...] = (
     "experts",
     "sampling",
     "prefixes",
+    "session_turns",
+    "think_times",
 )
 
 

@@ -7,6 +7,10 @@ Expected tokens a sequence gains per speculative step, with per-position accepta
 
 (the target always contributes one token: the correction at the first rejection, or a bonus token).
 
+The draft is a catalog model, or ``mtp``: the target's own multi-token-prediction head, one extra
+layer sharing its embeddings and LM head (``mtp_draft_spec``; its layer, projection and KV are counted,
+the shared weights are not).
+
 Pricing one speculative step of a batch: the draft runs ``k`` decode steps over the decoding sequences
 (and prefills the prompts of the step, as the target does); the target verifies ``k + 1`` tokens per
 decoding sequence as a (k+1)-token chunk that reads the sequence's KV once. Rejected tokens are
@@ -26,8 +30,13 @@ import math
 from dataclasses import dataclass, replace
 
 from simulator.config import SpeculativeConfig
-from simulator.memory import MemoryPlan
-from simulator.step_cost import BatchShape, CostModel, StepCost
+from simulator.memory import MemoryPlan, weights_bytes_per_gpu
+from simulator.model.spec import ModelSpec
+from simulator.precision import bytes_per_element
+from simulator.step_cost import EMBEDDING_DTYPE, BatchShape, CostModel, StepCost
+
+MTP_DRAFT = "mtp"
+"""``scheduler.speculative.draft: mtp``: the target's multi-token-prediction head (``mtp_draft_spec``)."""
 
 
 def expected_tokens_per_step(spec: SpeculativeConfig) -> float:
@@ -122,6 +131,44 @@ class SpeculativeCostModel:
 
 
 Pricer = CostModel | SpeculativeCostModel  # what prices a replica's steps
+
+
+def mtp_draft_spec(model: ModelSpec) -> ModelSpec:
+    """The target's multi-token-prediction head as a one-layer model (DeepSeek-V3, arXiv:2412.19437 2.2).
+
+    An MTP module is one transformer layer of the target's shape (MoE when the target is) that shares
+    the target's embedding table and LM head; before the layer, a projection ``M`` (hidden x 2 hidden)
+    joins the target's last hidden state with the embedding of the token just sampled. The spec here is
+    the target with one layer whose MLP (the shared expert, for a MoE target) is widened by
+    ``2 hidden / num_mlp_matrices`` so that it carries M's FLOPs and bytes; its embedding and LM head
+    are priced per proposed token (the logits are computed), but their weights are not stored twice
+    (``mtp_weights_bytes_per_gpu``).
+    """
+    extra = -(-2 * model.hidden_size // model.num_mlp_matrices)
+    update: dict[str, object] = {
+        "name": f"{model.name}-mtp",
+        "display_name": f"{model.display_name or model.name} MTP head",
+        "num_layers": 1,
+        "published_params": None,
+        "published_active_params": None,
+    }
+    if model.is_moe:
+        update |= {
+            "num_dense_layers": 0,
+            "moe_layer_step": 1,
+            "shared_expert_intermediate_size": model.shared_expert_intermediate_size + extra,
+        }
+    else:
+        update["intermediate_size"] = model.intermediate_size + extra
+    return model.model_copy(update=update)
+
+
+def mtp_weights_bytes_per_gpu(mtp: ModelSpec, weights_dtype: str, tp: int) -> float:
+    """The MTP head's own weights on one GPU: its layer and projection, not the shared embedding and LM
+    head (counted on every GPU: with pipeline stages it would sit with the LM head, on the last)."""
+    emb_bytes = bytes_per_element(EMBEDDING_DTYPE)
+    shared = (mtp.embedding_params + mtp.lm_head_params) / tp * emb_bytes
+    return weights_bytes_per_gpu(mtp, weights_dtype, tp, 1) - shared
 
 
 def with_draft(

@@ -171,7 +171,7 @@ def _check_invariants(result: SimulationResult) -> None:
     assert (req.loc[done, "reject_reason"] == "").all()
     fin = req[done]
     assert (fin["first_token_s"] >= fin["arrival_s"]).all() and (fin["ttft_s"] <= fin["e2e_s"]).all()
-    assert fin["replica"].between(0, result.scenario.layout.dp - 1).all()
+    assert fin["replica"].between(0, result.resolved.num_replicas - 1).all()
     assert summary["num_completed"] + summary["num_rejected"] == summary["num_requests"] == len(req)
     # one token per sequence per step (a chunk that does not finish its prompt samples none); every
     # token after the first is one inter-token gap
@@ -188,7 +188,10 @@ def _check_invariants(result: SimulationResult) -> None:
     recomputed = computed - fin["input_tokens"].sum()
     assert recomputed >= 0 and (recomputed == 0) == (summary["num_preemptions"] == 0)
     assert summary["num_preemptions"] == req["num_preemptions"].sum() == steps["num_preempted"].sum()
-    assert (steps["kv_used_blocks"] <= result.resolved.memory.num_kv_blocks).all()
+    blocks = result.records.kv_blocks_by_replica or [result.resolved.memory.num_kv_blocks] * len(
+        result.records.kv_peak_used_blocks
+    )
+    assert (steps["kv_used_blocks"].to_numpy() <= np.asarray(blocks)[steps["replica"].to_numpy()]).all()
     assert 0.0 <= summary["kv_peak_frac"] <= 1.0
     if result.scenario.workload.arrival == "concurrency":
         assert _max_in_flight(req) <= (result.scenario.workload.concurrency or 0)
@@ -233,10 +236,19 @@ def _small_scenarios(draw: st.DrawFn) -> Scenario:
     if draw(st.booleans()):  # shared prefixes: cached, hit, evicted
         workload["prefix"] = {"num_prefixes": draw(st.integers(1, 4)), "tokens": draw(st.integers(1, 300))}
         scheduler["router"] = draw(st.sampled_from([scheduler["router"], "prefix_affinity"]))
+    if arrival != "concurrency" and "prefix" not in workload and draw(st.booleans()):  # conversations
+        workload["sessions"] = {
+            "num_turns": draw(st.integers(1, 4)),
+            "think_time_s": draw(st.sampled_from([0, 1])),
+        }
+        scheduler["router"] = draw(st.sampled_from([scheduler["router"], "prefix_affinity"]))
     if arrival != "concurrency" and draw(st.booleans()):  # a second, less urgent class: a batch backlog
         batch = {"name": "batch", "priority": 1, "arrival": "burst", "num_requests": draw(st.integers(1, 20))}
         workload = {"classes": [{"name": "chat", **workload}, batch]}
     data = BASE | {"layout": {"dp": draw(st.integers(1, 3))}, "scheduler": scheduler, "workload": workload}
+    if scheduler["policy"] != "static" and draw(st.booleans()):  # disaggregated prefill/decode pools
+        pools = {"num_replicas": draw(st.integers(1, 2))}, {"num_replicas": draw(st.integers(1, 2))}
+        data["disaggregation"] = {"prefill": pools[0], "decode": pools[1]}
     data["seed"] = draw(st.integers(0, 2**32))
     kv_tokens = draw(st.integers(200, 4000))
     scheduler["gpu_memory_utilization"] = _utilization_for(data, -(-kv_tokens // block_size))

@@ -53,6 +53,12 @@ def _assert_identical(step: Any, fast: Any) -> None:
         {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
         {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
         {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
+        {  # multi-turn sessions: later turns issued think_s after the turn before ends, history cached
+            "rate_per_s": 4.0,
+            "num_requests": 30,
+            "output_tokens": {"dist": "uniform", "low": 1, "high": 90},
+            "sessions": {"num_turns": {"dist": "uniform", "low": 1, "high": 5}, "think_time_s": 0.5},
+        },
     ],
 )
 @pytest.mark.usefixtures("run_pricing")

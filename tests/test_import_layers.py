@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "simulator.kv_cache": 3,
     "simulator.scheduling.*": 3,
     "simulator.resolve": 3,
+    "simulator.disaggregation": 3,
     "simulator.engine.*": 4,
     "simulator.metrics.*": 5,
     "simulator.simulate": 5,

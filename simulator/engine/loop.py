@@ -31,7 +31,7 @@ from simulator.engine.records import (
     RunRecords,
     StepLog,
 )
-from simulator.errors import SimulatorError
+from simulator.errors import ConfigError, SimulatorError
 from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario, rejection_reasons
 from simulator.rng import stream
@@ -85,6 +85,11 @@ class _Cluster:
         self.next_request = 0
         # The replicas the router may pick (None: all); an autoscaler (engine/autoscale.py) narrows it.
         self.routable: list[ReplicaState] | None = None
+        # Multi-turn sessions: a session's next turn is issued think_s after the turn before it ends
+        self.next_turn = None if requests.next_turn is None else requests.next_turn.tolist()
+        self.think_s = None if requests.think_s is None else requests.think_s.tolist()
+        follow_up = requests.is_follow_up
+        self.follow_up = None if follow_up is None else follow_up.tolist()
 
     def submit(self, request_id: int) -> None:
         """Issue one request now: reject it with its reason, or route it to a replica."""
@@ -96,8 +101,12 @@ class _Cluster:
         if reason:
             log.status[request_id] = STATUS_REJECTED
             log.reject_reason[request_id] = reason
+            if self.next_turn is not None:  # its later turns are longer still: rejected in turn
+                self.issue_next_turn(request_id, think=False)
             return
         seq = Sequence(request_id, now, int(log.input_tokens[request_id]), int(log.output_tokens[request_id]))
+        if self.next_turn is not None:
+            seq.cache_history = self.next_turn[request_id] >= 0
         if self.priorities is not None:
             seq.priority = self.priorities[request_id]
         if self.prefix_id is not None and self.prefix_tokens is not None:
@@ -135,12 +144,30 @@ class _Cluster:
         log.status[i] = STATUS_FINISHED
         if self.closed_loop:
             self.issue_next()
+        if self.next_turn is not None:
+            self.issue_next_turn(i, think=True)
+
+    def issue_next_turn(self, request_id: int, think: bool) -> None:
+        """Sessions: issue the next turn of ``request_id``'s session after its think time (or now)."""
+        assert self.next_turn is not None and self.think_s is not None
+        turn = self.next_turn[request_id]
+        if turn < 0:
+            return
+        event = self.env.timeout(self.think_s[turn] if think else 0.0)
+        event.callbacks.append(lambda _: self._issue_turn(turn))
+
+    def _issue_turn(self, request_id: int) -> None:
+        self.log.arrival_s[request_id] = self.env.now
+        self.submit(request_id)
 
 
 def _arrivals(cluster: _Cluster, requests: RequestTable) -> Generator[simpy.Event, Any, None]:
     """Open loop: issue each request at its arrival time."""
     env = cluster.env
+    follow_up = cluster.follow_up
     for request_id, arrival_s in enumerate(requests.arrival_s.tolist()):
+        if follow_up is not None and follow_up[request_id]:
+            continue  # a session's later turn: issued when the turn before it ends
         if arrival_s > env.now:
             cluster.next_arrival_s = arrival_s
             yield env.timeout(arrival_s - env.now)
@@ -329,6 +356,12 @@ def run_engine(
     ``control(cluster)`` is called before any request is issued, to set up processes that steer the
     cluster (the autoscaler of ``simulator.engine.autoscale``).
     """
+    if resolved.pools is not None:  # disaggregated prefill/decode pools: their own replica processes
+        if control is not None:
+            raise ConfigError("disaggregation", "prefill and decode pools", "null when autoscaling")
+        from simulator.engine.disaggregated import run_pools  # imports this module
+
+        return run_pools(resolved, requests)
     env = _Environment()
     cluster = _Cluster(env, resolved, requests)
     if control is not None:

@@ -96,6 +96,29 @@ class ItlLog:
 
 
 @dataclass
+class TransferLog:
+    """Disaggregated pools, per request: where its prompt ran and how its KV reached a decode replica.
+
+    ``kv_wait_s``: from the first token until a decode replica had KV blocks for it; ``kv_transfer_s``:
+    from then until its KV had landed (link queueing, transfer, latency). NaN for requests never handed
+    off (rejected, or done at their first token); ``prefill_replica`` is -1 for those never prefilled.
+    """
+
+    prefill_replica: np.ndarray
+    kv_wait_s: np.ndarray
+    kv_transfer_s: np.ndarray
+
+    @classmethod
+    def empty(cls, num_requests: int) -> TransferLog:
+        """Columns for ``num_requests`` requests, nothing recorded yet."""
+        return cls(
+            np.full(num_requests, -1, dtype=np.int32),
+            np.full(num_requests, np.nan),
+            np.full(num_requests, np.nan),
+        )
+
+
+@dataclass
 class RunRecords:
     """Everything a run recorded, plus the capacity figures the metrics need."""
 
@@ -108,3 +131,5 @@ class RunRecords:
     end_s: float
     prefix_tokens: int = 0  # prefix tokens of admitted prompts (with prefix caching on)
     prefix_hit_tokens: int = 0  # of which read from the prefix cache instead of computed
+    transfers: TransferLog | None = None  # disaggregated pools only
+    kv_blocks_by_replica: list[int] | None = None  # when replicas differ (pools); else num_kv_blocks each

@@ -14,6 +14,7 @@ Definitions (every latency in seconds):
 - ``prefix_hit_frac``: of the shared-prefix tokens of the prompts admitted (recomputations included),
   the fraction read from the prefix cache instead of computed (NaN without prefixes).
 - with request classes (``workload.classes``), per class ``<class>.<key>``: see ``metrics.classes``.
+- with disaggregated pools: KV transfer and per-pool keys, see ``metrics.disaggregation``.
 - ``calibrated``: whether step times came from a measured calibration table (``trilemma calibrate``)
   rather than the profile's spec sheet and constant derating; ``calibration_source``: the table's
   source, or ``"spec-only"``.
@@ -28,6 +29,7 @@ import numpy as np
 
 from simulator.engine.records import STATUS_FINISHED, STATUS_PENDING, STATUS_REJECTED, RunRecords
 from simulator.metrics.classes import class_slos, class_summary
+from simulator.metrics.disaggregation import cluster_peaks, kv_peak_frac, pool_summary
 from simulator.metrics.quantiles import nan_quantile, weighted_quantile
 from simulator.resolve import ResolvedScenario
 from simulator.speculative import SpeculativeCostModel
@@ -84,6 +86,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         if records.prefix_tokens
         else float("nan"),
         **class_summary(log, class_slos(resolved.scenario), duration_s),
+        **pool_summary(resolved, records, duration_s),
         **calibration_keys(resolved),
     }
     cost = resolved.cost
@@ -128,19 +131,19 @@ def _utilization(resolved: ResolvedScenario, records: RunRecords, duration_s: fl
     """Batch size, busy time, MFU/MBU against the cluster's peak, KV occupancy."""
     steps = records.steps
     num_gpus = resolved.num_gpus
-    hw = resolved.hardware
-    gpu_s = num_gpus * duration_s
     # math.fsum: exact, so the figures do not depend on the order the engine logged steps in.
     busy_s = math.fsum(steps.column("duration_s"))
-    peak_flops = hw.peak_flops_per_s[resolved.cost.compute_dtype]
+    peak_flops_per_s, peak_bytes_per_s = cluster_peaks(resolved)  # every GPU of the cluster
     return {
         "mean_batch_size": float(np.mean(steps.column("num_seqs"))) if len(steps) else 0.0,
         "gpu_busy_frac": busy_s / (duration_s * records.num_replicas) if duration_s > 0 else 0.0,
-        "mfu_frac": math.fsum(steps.column("flops")) / (peak_flops * gpu_s) if gpu_s > 0 else 0.0,
-        "mbu_frac": math.fsum(steps.column("num_bytes")) / (hw.hbm_bandwidth_bytes_per_s * gpu_s)
-        if gpu_s > 0
+        "mfu_frac": math.fsum(steps.column("flops")) / (peak_flops_per_s * duration_s)
+        if duration_s > 0
         else 0.0,
-        "kv_peak_frac": max(records.kv_peak_used_blocks) / records.num_kv_blocks,
+        "mbu_frac": math.fsum(steps.column("num_bytes")) / (peak_bytes_per_s * duration_s)
+        if duration_s > 0
+        else 0.0,
+        "kv_peak_frac": kv_peak_frac(records),
         "num_steps": len(steps),
         "num_gpus": num_gpus,
         "num_kv_blocks_per_replica": records.num_kv_blocks,

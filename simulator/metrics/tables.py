@@ -14,6 +14,8 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
     Columns: request_id, arrival_s, input_tokens, output_tokens, replica, status (finished |
     rejected | unfinished), reject_reason, first_token_s, finish_s, ttft_s, e2e_s, tpot_s (mean time
     per output token after the first), num_preemptions. Latencies are NaN for requests not finished.
+    With disaggregated pools: replica is the decode replica; prefill_replica, kv_wait_s, kv_transfer_s
+    (see ``simulator.metrics.disaggregation``).
     """
     log = records.requests
     ttft_s = log.first_token_s - log.arrival_s
@@ -44,6 +46,11 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
             "num_preemptions": log.num_preemptions,
         }
     )
+    transfers = records.transfers
+    if transfers is not None:  # disaggregated pools
+        frame["prefill_replica"] = transfers.prefill_replica
+        frame["kv_wait_s"] = transfers.kv_wait_s
+        frame["kv_transfer_s"] = transfers.kv_transfer_s
     if log.class_id is not None:
         frame.insert(
             1, "request_class", pd.Series(pd.Categorical.from_codes(log.class_id, pd.Index(log.class_names)))

@@ -47,6 +47,7 @@ class Sequence:
     prefix_tokens: int = 0  # that prefix's length (part of num_prompt_tokens)
     num_shared_blocks: int = 0  # blocks of a cached prefix it references (not in num_blocks)
     num_swapped_tokens: int = 0  # KV tokens it holds in host memory while waiting (swap preemption)
+    cache_history: bool = False  # a session turn with a next turn: its whole KV stays cached when it ends
     # DecodeSet bookkeeping: the decode-set step at which the counters above were last brought up
     # to date, the step it joined at, and the step at which it will have all its output tokens.
     sync_step: int = 0

@@ -143,6 +143,9 @@ class ReplicaState:
     def cache_prefix(self, seq: Sequence) -> None:
         """After ``seq`` computed its prompt: its prefix's full blocks join the cache (if not there)."""
         kv = self.kv
+        if seq.cache_history and seq.prefix_id >= 0 and kv.prefixes is not None:
+            self.cache_history(seq, min(seq.prefix_tokens, seq.num_computed_tokens))
+            return
         if seq.prefix_id < 0 or seq.num_shared_blocks or kv.prefixes is None:
             return
         if kv.cached_prefix_blocks(seq.prefix_id):
@@ -153,8 +156,31 @@ class ReplicaState:
             seq.num_blocks -= num_blocks
             seq.num_shared_blocks = num_blocks
 
+    def cache_history(self, seq: Sequence, num_tokens: int) -> None:
+        """A session turn: the full blocks of its first ``num_tokens`` tokens become its session's cached
+        prefix, or extend it when the turn shares the cached part (the next turn reads them)."""
+        kv = self.kv
+        cached = kv.cached_prefix_blocks(seq.prefix_id)
+        if cached and seq.num_shared_blocks != cached:
+            return  # it computed its own copy: the cached one stays
+        extra = num_tokens // kv.block_size - cached
+        if extra <= 0:
+            return
+        if cached:
+            kv.grow_prefix(seq.prefix_id, extra)
+        else:
+            kv.insert_prefix(seq.prefix_id, extra)
+        seq.num_blocks -= extra
+        seq.num_shared_blocks += extra
+
     def release(self, seq: Sequence) -> None:
-        """Free the blocks ``seq`` holds (finished or preempted); its cached prefix stays resident."""
+        """Free the blocks ``seq`` holds (finished or preempted); its cached prefix stays resident.
+
+        A finished session turn with a next turn first leaves its whole conversation (prompt and answer,
+        full blocks) cached for that turn.
+        """
+        if seq.cache_history and seq.status is SeqStatus.FINISHED and self.kv.prefixes is not None:
+            self.cache_history(seq, seq.num_computed_tokens)
         self.kv.free(seq.num_blocks)
         seq.num_blocks = 0
         if seq.num_shared_blocks:

@@ -34,6 +34,7 @@ from simulator.rng import stream
 from simulator.workload.arrivals import ARRIVAL_GENERATORS, rescale_to_rate
 from simulator.workload.lengths import sample_lengths
 from simulator.workload.prefixes import PREFIX_ID_STRIDE, sample_prefix_ids
+from simulator.workload.sessions import session_columns
 from simulator.workload.traces import load_trace
 
 
@@ -58,6 +59,10 @@ class RequestTable:
     class_priorities: tuple[int, ...] = ()
     prefix_id: np.ndarray | None = None  # int32 per request, -1 for none; None without prefixes
     prefix_tokens: np.ndarray | None = None  # int64 per request: its prefix's part of input_tokens
+    # Multi-turn sessions (workload.sessions): the row of the same session's next turn (-1: none), and
+    # the think time before each turn (a later turn is issued that long after the turn before it ends)
+    next_turn: np.ndarray | None = None
+    think_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         num = None
@@ -84,6 +89,7 @@ class RequestTable:
             )
         self._check_classes(num or 0)
         self._check_prefixes(num or 0)
+        self._check_sessions(num or 0)
         for name in ("arrival_s", "input_tokens", "output_tokens"):
             getattr(self, name).setflags(write=False)
 
@@ -98,6 +104,30 @@ class RequestTable:
             raise ValueError("RequestTable.prefix_tokens must lie in [0, input_tokens)")
         self.prefix_id.setflags(write=False)
         self.prefix_tokens.setflags(write=False)
+
+    def _check_sessions(self, num: int) -> None:
+        if (self.next_turn is None) != (self.think_s is None):
+            raise ValueError("RequestTable.next_turn and think_s must be given together")
+        if self.next_turn is None or self.think_s is None:
+            return
+        if self.next_turn.shape != (num,) or self.think_s.shape != (num,):
+            raise ValueError(f"RequestTable.next_turn and think_s must have {num} entries")
+        later = self.next_turn >= 0
+        if np.any(self.next_turn[later] <= np.flatnonzero(later)) or np.any(self.next_turn >= num):
+            raise ValueError("RequestTable.next_turn must point to a later row (or be -1)")
+        if not np.all(np.isfinite(self.think_s)) or np.any(self.think_s < 0):
+            raise ValueError("RequestTable.think_s must be finite and >= 0")
+        self.next_turn.setflags(write=False)
+        self.think_s.setflags(write=False)
+
+    @property
+    def is_follow_up(self) -> np.ndarray | None:
+        """Per request, whether it is a later turn of a session (issued when the turn before ends)."""
+        if self.next_turn is None:
+            return None
+        follow = np.zeros(len(self.next_turn), dtype=bool)
+        follow[self.next_turn[self.next_turn >= 0]] = True
+        return follow
 
     def _check_classes(self, num: int) -> None:
         if len(self.class_names) != len(self.class_priorities):
@@ -130,6 +160,9 @@ class RequestTable:
         if self.prefix_id is not None:
             frame["prefix_id"] = self.prefix_id
             frame["prefix_tokens"] = self.prefix_tokens
+        if self.next_turn is not None:
+            frame["next_turn"] = self.next_turn
+            frame["think_s"] = self.think_s
         return frame
 
 
@@ -170,6 +203,8 @@ def build_workload(workload: WorkloadConfig, seed: int) -> RequestTable:
 
 
 def _build_one(workload: WorkloadConfig, seed: int, substream: int | None) -> RequestTable:
+    if workload.sessions is not None:
+        return _sessions(workload, seed, substream)
     table = _unprefixed(workload, seed, substream)
     prefix = workload.prefix
     if prefix is None:
@@ -182,6 +217,26 @@ def _build_one(workload: WorkloadConfig, seed: int, substream: int | None) -> Re
         input_tokens=table.input_tokens + prefix.tokens,
         prefix_id=prefix_id,
         prefix_tokens=np.full(len(table), prefix.tokens, dtype=np.int64),
+    )
+
+
+def _sessions(workload: WorkloadConfig, seed: int, substream: int | None) -> RequestTable:
+    """Arrivals start sessions; one row per turn (``simulator.workload.sessions``)."""
+    assert workload.num_requests is not None  # the config validator guarantees it
+    start_s = ARRIVAL_GENERATORS[workload.arrival](
+        workload, workload.num_requests, stream(seed, "arrivals", substream)
+    )
+    columns = session_columns(workload, start_s, seed, substream)
+    if substream:
+        columns["prefix_id"] += substream * PREFIX_ID_STRIDE
+    return RequestTable(
+        columns["arrival_s"],
+        columns["input_tokens"],
+        columns["output_tokens"],
+        prefix_id=columns["prefix_id"],
+        prefix_tokens=columns["prefix_tokens"],
+        next_turn=columns["next_turn"],
+        think_s=columns["think_s"],
     )
 
 
@@ -210,16 +265,37 @@ def _mixed(workload: WorkloadConfig, seed: int) -> RequestTable:
     if any(t.prefix_id is not None for t in parts):
         prefix_id = np.concatenate([_or_none(t.prefix_id, len(t), -1) for t in parts])[order]
         prefix_tokens = np.concatenate([_or_none(t.prefix_tokens, len(t), 0) for t in parts])[order]
+    next_turn = think_s = None
+    if any(t.next_turn is not None for t in parts):
+        next_turn, think_s = _merged_sessions(parts, order)
     return RequestTable(
         arrival_s[order],
         np.concatenate([t.input_tokens for t in parts])[order],
         np.concatenate([t.output_tokens for t in parts])[order],
         prefix_id=prefix_id,
         prefix_tokens=prefix_tokens,
+        next_turn=next_turn,
+        think_s=think_s,
         class_id=class_id[order],
         class_names=tuple(c.name for c in workload.classes),
         class_priorities=tuple(c.priority for c in workload.classes),
     )
+
+
+def _merged_sessions(parts: list[RequestTable], order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classes' next_turn (renumbered to the merged rows) and think_s columns, in merged order."""
+    offsets = np.cumsum([0] + [len(t) for t in parts[:-1]])
+    old_next = np.concatenate(
+        [
+            np.full(len(t), -1) if t.next_turn is None else np.where(t.next_turn >= 0, t.next_turn + off, -1)
+            for t, off in zip(parts, offsets, strict=True)
+        ]
+    ).astype(np.int64)
+    think_s = np.concatenate([t.think_s if t.think_s is not None else np.zeros(len(t)) for t in parts])
+    new_row = np.empty(len(order), dtype=np.int64)
+    new_row[order] = np.arange(len(order))
+    merged = old_next[order]
+    return np.where(merged >= 0, new_row[np.maximum(merged, 0)], -1), think_s[order]
 
 
 def _or_none(column: np.ndarray | None, num: int, fill: int) -> np.ndarray:
