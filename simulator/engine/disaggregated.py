@@ -24,7 +24,8 @@ from typing import Any
 import simpy
 
 from simulator.disaggregation import ResolvedPool, ResolvedPools, pick_decode_replica
-from simulator.engine.loop import _arrivals, _Cluster, _Environment, _Late
+from simulator.engine.clock import Environment, Late
+from simulator.engine.loop import _arrivals, _Cluster
 from simulator.engine.records import RunRecords, TransferLog
 from simulator.errors import SimulatorError
 from simulator.kv_cache import BlockManager
@@ -151,7 +152,7 @@ def _replica(
         while not state.has_work and not landed:  # a landing wakes its prefill replica too
             yield from _sleep(cluster, state)
         if env.peek() <= env.now:  # others are due at this instant: let them act first
-            yield _Late(env)
+            yield Late(env)
         for seq in landed:
             state.decode.add(seq)
         landed.clear()
@@ -201,7 +202,7 @@ def _replica(
 def run_pools(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
     """Play ``requests`` through the prefill and decode pools until each finishes or is rejected."""
     assert resolved.pools is not None
-    env = _Environment()
+    env = Environment()
     cluster = _Cluster(env, resolved, requests)
     pools = _Pools(cluster, resolved.pools)
     for pool, prefill in ((resolved.pools.prefill, True), (resolved.pools.decode, False)):

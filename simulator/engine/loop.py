@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, EventPriority
 
+from simulator.engine.clock import Environment, Late
 from simulator.engine.decode_run import (
     FIRST_RUN_STEPS,
     MAX_RUN_STEPS,
@@ -45,7 +44,7 @@ from simulator.workload import RequestTable
 class _Cluster:
     """One run's mutable world: replicas, their wake-up events, the logs."""
 
-    def __init__(self, env: _Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
+    def __init__(self, env: Environment, resolved: ResolvedScenario, requests: RequestTable) -> None:
         sched = resolved.scenario.scheduler
         prioritized = len(set(requests.class_priorities)) > 1
         limits = ReplicaLimits(
@@ -175,62 +174,6 @@ def _arrivals(cluster: _Cluster, requests: RequestTable) -> Generator[simpy.Even
     cluster.next_arrival_s = math.inf
 
 
-class _Late(simpy.Event):
-    """An event due now that fires after every ordinary event due at the same instant.
-
-    A replica plans its next step in one of these, so a request that arrives (or is submitted by a
-    finishing request) at the very instant a step ends is seen by that plan, whatever order SimPy
-    happens to process same-time events in. Built like ``simpy.Timeout(env, 0)``, at a lower priority.
-    """
-
-    def __init__(self, env: simpy.Environment) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        env.schedule(self, _LATE)
-
-
-_LATE = EventPriority(NORMAL + 1)
-
-
-class _Environment(simpy.Environment):
-    """SimPy's environment plus timeouts at an absolute time.
-
-    ``env.timeout(when - now)`` lands on ``now + (when - now)``, which rounding can move off ``when``
-    by an ulp (and round-half-even can make ``when`` unreachable that way): a decode run must end at
-    exactly the time its last step would have ended step by step.
-    """
-
-    def step(self) -> None:
-        """SimPy's step, after dropping the stale entries ``reschedule`` leaves behind."""
-        queue = self._queue
-        while queue and queue[0][3].callbacks is None:
-            heappop(queue)
-        super().step()
-
-    def peek(self) -> float:
-        """SimPy's peek, ignoring stale entries."""
-        queue = self._queue
-        while queue and queue[0][3].callbacks is None:
-            heappop(queue)
-        return super().peek()
-
-    def reschedule(self, event: simpy.Event, when_s: float) -> None:
-        """Make a scheduled, unprocessed ``event`` fire at ``when_s`` (>= now) instead, if earlier: its
-        old entry stays in the queue and is dropped when it comes up (the event was processed)."""
-        heappush(self._queue, (when_s, NORMAL, next(self._eid), event))
-
-    def timeout_at(self, when_s: float) -> simpy.Event:
-        """An event that fires at exactly ``when_s`` (>= now), like a Timeout."""
-        if when_s < self._now:
-            raise ValueError(f"timeout_at({when_s}) is in the past (now = {self._now})")
-        event = simpy.Event(self)
-        event._ok = True
-        event._value = None
-        heappush(self._queue, (when_s, NORMAL, next(self._eid), event))
-        return event
-
-
 def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, Any, None]:
     """Step the replica while it has work; sleep until a request arrives when it has none."""
     env = cluster.env
@@ -256,7 +199,7 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             cluster.wakeups[state.index] = wakeup
             yield wakeup
         if env.peek() <= env.now:  # others are due at this instant: let them act first
-            yield _Late(env)
+            yield Late(env)
         state.now_s = env.now
         plan = policy(state)
         if plan.is_empty and plan.wait_until_s is not None:  # e.g. a static batch filling up
@@ -325,7 +268,7 @@ class _ActiveRun:
     def __init__(self, run: DecodeRun, wake: simpy.Event) -> None:
         self.run, self.wake, self.num_steps = run, wake, run.num_steps
 
-    def cut(self, env: _Environment) -> None:
+    def cut(self, env: Environment) -> None:
         """A request was routed here: the run ends with the step in progress now."""
         num_steps = self.run.steps_begun_by(env.now)
         if num_steps < self.num_steps:
@@ -362,7 +305,7 @@ def run_engine(
         from simulator.engine.disaggregated import run_pools  # imports this module
 
         return run_pools(resolved, requests)
-    env = _Environment()
+    env = Environment()
     cluster = _Cluster(env, resolved, requests)
     if control is not None:
         control(cluster)
