@@ -32,7 +32,8 @@ def vllm_policy(state: ReplicaState) -> BatchPlan:
     if state.waiting:
         plan = BatchPlan()
         _make_room_for_urgent(state, plan)
-        plan = _admit_prompts(state, plan)
+        budget = state.limits.max_num_batched_tokens
+        _admit_waiting(state, plan, budget, chunked=False, thrashing=False, long_prompt_needs_idle=False)
         if plan.prefills:
             return plan
     else:
@@ -59,30 +60,6 @@ def _make_room_for_urgent(state: ReplicaState, plan: BatchPlan) -> None:
         if victim is None:
             return
         plan.preempted.append(victim)
-
-
-def _admit_prompts(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
-    limits = state.limits
-    kv = state.kv
-    watermark = int(ADMISSION_WATERMARK_FRAC * kv.num_blocks)
-    budget = limits.max_num_batched_tokens
-    num_seqs = state.num_running
-    while state.waiting and num_seqs < limits.max_num_seqs:
-        seq = state.waiting[0]
-        state.use_cached_prefix(seq)
-        num_new = seq.num_uncomputed_tokens
-        if plan.prefills and num_new > budget:
-            break
-        need = kv.num_new_blocks(seq.num_held_blocks, seq.num_tokens)
-        if need + watermark > kv.num_free_blocks and (state.num_running or plan.prefills):
-            break
-        if need > kv.num_free_blocks:
-            break
-        state.admit(seq, need)
-        plan.prefills.append((seq, num_new))
-        budget -= num_new
-        num_seqs += 1
-    return plan
 
 
 def _decode_all(state: ReplicaState, plan: BatchPlan) -> BatchPlan:
@@ -148,12 +125,20 @@ def sarathi_policy(state: ReplicaState) -> BatchPlan:
 
 
 def _admit_waiting(
-    state: ReplicaState, plan: BatchPlan, budget: int, *, chunked: bool, thrashing: bool
+    state: ReplicaState,
+    plan: BatchPlan,
+    budget: int,
+    *,
+    chunked: bool,
+    thrashing: bool,
+    long_prompt_needs_idle: bool = True,
 ) -> None:
     """Admit waiting prompts FCFS into ``plan`` within ``budget`` tokens, sequence slots and KV blocks.
 
-    Nothing is admitted in a step whose decodes were short of blocks (``thrashing``, as vLLM v1): the
-    evicted sequence would come straight back and thrash the cache.
+    Unchunked, a prompt longer than the budget is admitted alone: as the first prefill of a step whose
+    decodes wait (vllm), or, with ``long_prompt_needs_idle``, once nothing else runs (orca). Nothing is
+    admitted in a step whose decodes were short of blocks (``thrashing``, as vLLM v1): the evicted
+    sequence would come straight back and thrash the cache.
     """
     if thrashing:
         return
@@ -166,8 +151,8 @@ def _admit_waiting(
         num_new = seq.num_uncomputed_tokens
         if chunked:
             num_new = min(num_new, budget)
-        elif num_new > budget and (num_seqs or plan.prefills):
-            break  # a prompt over the budget runs alone, once nothing else runs
+        elif num_new > budget and (plan.prefills or (long_prompt_needs_idle and num_seqs)):
+            break  # a prompt over the budget runs alone
         need = kv.num_new_blocks(seq.num_held_blocks, seq.num_computed_tokens + num_new)
         if need + (watermark if num_seqs else 0) > kv.num_free_blocks:
             break
