@@ -119,6 +119,10 @@ class BlockManager:
         cache = self.prefixes
         if cache is not None and cache.num_evictable_blocks:
             cache.evict_until(self.num_free_blocks - cache.num_evictable_blocks, num_blocks)
+        self._take(num_blocks)
+
+    def _take(self, num_blocks: int) -> None:
+        """Move ``num_blocks`` from free to used, keeping the peak."""
         self.num_free_blocks -= num_blocks
         used = self.num_blocks - self.num_free_blocks
         if used > self.peak_used_blocks:
@@ -139,10 +143,7 @@ class BlockManager:
         assert self.prefixes is not None
         num_blocks, reactivated = self.prefixes.acquire(prefix_id)
         if reactivated:
-            self.num_free_blocks -= reactivated
-            used = self.num_blocks - self.num_free_blocks
-            if used > self.peak_used_blocks:
-                self.peak_used_blocks = used
+            self._take(reactivated)
         return num_blocks
 
     def insert_prefix(self, prefix_id: int, num_blocks: int) -> None:
