@@ -131,8 +131,8 @@ def _with_draft(
         ) from None
     planned = with_draft(
         memory,
-        weights_bytes_per_gpu(draft, precision.weights, tp, pp),
-        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp),
+        weights_bytes_per_gpu(draft, precision.weights, tp, pp, scenario.layout.attention_dp),
+        kv_bytes_per_token_per_gpu(draft, precision.kv_cache, 1 if scenario.layout.attention_dp else tp, pp),
     )
     if planned.num_kv_blocks < 1:
         one_block_bytes = planned.block_size * planned.kv_bytes_per_token_per_gpu
