@@ -16,7 +16,8 @@ Attention-DP (``layout.attention_dp``): every GPU holds the whole attention, den
 embedding and LM head (tp = 1 for them) and 1/tp of the routed experts; each GPU caches only its own
 sequences, whole (all KV heads, or the MLA latent), so the replica has tp pools of the blocks one GPU
 fits: ``num_kv_blocks = tp x blocks per GPU``. The engine sees them as one pool (sequences spread evenly
-over the ranks; a single sequence is still limited to one GPU's blocks, not checked).
+over the ranks); a request that needs more than one GPU's blocks is rejected
+(``resolve.rejection_reasons``).
 """
 
 from __future__ import annotations

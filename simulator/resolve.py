@@ -83,15 +83,17 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
     """Per request, why it can never be served ("" when it can), vectorized over the table.
 
     A request is rejected when its prompt plus output exceeds ``max_model_len`` (as vLLM does), or when
-    its KV cache at its last token needs more blocks than a replica has: it could never finish, even
-    alone on the replica.
+    its KV cache at its last token needs more blocks than a replica has (with attention-DP, than one
+    GPU's pool has): it could never finish, even alone on the replica.
     """
     total = requests.input_tokens + requests.output_tokens
     too_long = total > resolved.max_model_len
     block_size = resolved.memory.block_size
     # The last sampled token is never computed, so a request's KV peaks at prompt + output - 1 tokens.
     blocks = -(-(total - 1) // block_size)
-    too_big = blocks > resolved.memory.num_kv_blocks
+    memory = resolved.memory
+    per_pool = memory.num_kv_blocks // memory.num_kv_pools  # attention-DP: a sequence lives on one GPU
+    too_big = blocks > per_pool
     reasons = [""] * len(total)
     for i in np.flatnonzero(too_long | too_big):
         if too_long[i]:
@@ -100,10 +102,8 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
                 f"max_model_len = {resolved.max_model_len}"
             )
         else:
-            reasons[i] = (
-                f"needs {blocks[i]} KV blocks at its last token, a replica has "
-                f"{resolved.memory.num_kv_blocks}"
-            )
+            where = "a replica has" if memory.num_kv_pools == 1 else "an attention-DP GPU has"
+            reasons[i] = f"needs {blocks[i]} KV blocks at its last token, {where} {per_pool}"
     return reasons
 
 

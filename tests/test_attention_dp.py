@@ -103,3 +103,24 @@ def test_attention_dp_runs_end_to_end() -> None:
     summary = simulate(scenario).summary()
     assert summary["num_gpus"] == 8
     assert summary["num_completed"] == 40
+
+
+def test_a_request_must_fit_one_attention_dp_gpu() -> None:
+    """Each rank caches its own sequences: at 35% of an H100 two ranks hold 372 blocks each (5,952
+    tokens), so an 8,000-token prompt that the pooled 744 blocks would hold is rejected, naming the GPU."""
+    scenario = Scenario.from_dict(
+        {
+            "model": "mixtral-8x7b",
+            "hardware": "h100-sxm",
+            "precision": {"weights": "fp8"},
+            "layout": {"tp": 2, "ep": 2, "attention_dp": True},
+            "scheduler": {"gpu_memory_utilization": 0.35},
+            "workload": {"num_requests": 3, "rate_per_s": 1.0, "input_tokens": 8000, "output_tokens": 8},
+        }
+    )
+    result = simulate(scenario)
+    assert result.resolved.memory.num_kv_blocks == 744
+    assert result.summary()["num_rejected"] == 3
+    assert set(result.requests["reject_reason"]) == {
+        "needs 501 KV blocks at its last token, an attention-DP GPU has 372"
+    }
