@@ -116,6 +116,12 @@ class LayoutConfig(BaseModel):
     expert_skew: float = Field(
         0.0, ge=0, le=4, description="MoE routing skew: Zipf exponent of expert popularity (0: uniform)"
     )
+    attention_dp: bool = Field(
+        False,
+        description="MoE, DeepSeek-style serving: attention (and the dense layers) data-parallel over "
+        "the stage's tp GPUs, each with its own sequences and KV cache; routed experts spread over "
+        "them (ep = tp)",
+    )
 
     @property
     def gpus_per_replica(self) -> int:

@@ -11,6 +11,13 @@ With pipeline parallelism each GPU holds its stage's layers only; the fullest st
 cache one latent (kv_lora_rank + qk_rope_head_dim) per token and layer, on every GPU of the TP group.
 MoE experts are split over the stage's GPUs (ep = 1: each expert sharded by tp; ep = tp: E / ep whole
 experts per GPU): either way a GPU holds 1/tp of the expert weights.
+
+Attention-DP (``layout.attention_dp``): every GPU holds the whole attention, dense MLP, shared expert,
+embedding and LM head (tp = 1 for them) and 1/tp of the routed experts; each GPU caches only its own
+sequences, whole (all KV heads, or the MLA latent), so the replica has tp pools of the blocks one GPU
+fits: ``num_kv_blocks = tp x blocks per GPU``. The engine sees them as one pool (sequences spread evenly
+over the ranks); a request that needs more than one GPU's blocks is rejected
+(``resolve.rejection_reasons``).
 """
 
 from __future__ import annotations
@@ -59,7 +66,8 @@ class MemoryPlan:
     kv_bytes_per_token: float  # whole replica, with KV-head replication when tp > kv heads
     kv_bytes_per_token_per_gpu: float
     block_size: int
-    num_kv_blocks: int  # per replica (every GPU holds its shard of the same blocks)
+    num_kv_blocks: int  # per replica (every GPU holds its shard of the same blocks; attention-DP: x ranks)
+    num_kv_pools: int = 1  # attention-DP ranks, each caching its own sequences (1 otherwise)
 
     @property
     def max_kv_tokens(self) -> int:
@@ -96,13 +104,16 @@ def _attention_weight_elements(model: ModelSpec, tp: int) -> float:
     return 2 * hidden * q_width + 2 * hidden * kv_width
 
 
-def _layer_weight_bytes(model: ModelSpec, weights_dtype: str, tp: int, index: int) -> float:
-    """Layer ``index``'s weight bytes on one GPU (quantized matrices, bf16 vectors and router)."""
+def _layer_weight_bytes(
+    model: ModelSpec, weights_dtype: str, tp: int, index: int, expert_tp: int | None = None
+) -> float:
+    """Layer ``index``'s weight bytes on one GPU (quantized matrices, bf16 vectors and router): everything
+    split by ``tp`` but the routed experts, split by ``expert_tp`` (default tp; attention-DP: tp = 1)."""
     hidden, d = model.hidden_size, model.head_dim
     matrices = _attention_weight_elements(model, tp)
     small = 2.0 * hidden
     if model.is_moe_layer(index):
-        matrices += (model.num_experts * model.expert_params) / tp
+        matrices += (model.num_experts * model.expert_params) / (expert_tp or tp)
         matrices += model.num_mlp_matrices * hidden * model.shared_expert_intermediate_size / tp
         small += hidden * model.num_experts  # router, bf16, replicated
     else:
@@ -116,22 +127,28 @@ def _layer_weight_bytes(model: ModelSpec, weights_dtype: str, tp: int, index: in
     return matrices * bytes_per_element(weights_dtype) + small * ACTIVATION_BYTES
 
 
-def weights_bytes_per_gpu(model: ModelSpec, weights_dtype: str, tp: int, pp: int = 1) -> float:
+def weights_bytes_per_gpu(
+    model: ModelSpec, weights_dtype: str, tp: int, pp: int = 1, attention_dp: bool = False
+) -> float:
     """Weight bytes on one GPU of the fullest pipeline stage.
 
     Per layer: attention (Q and O split by heads, K and V by KV heads: replicated when tp > kv heads;
     MLA as in ``_attention_weight_elements``), the dense MLP or the MoE block (experts and shared expert
     / tp) in ``weights_dtype``; norms, biases and the router in bf16. Embedding (first stage) and LM
     head (last stage) vocab-parallel (/ tp) in bf16 (``EMBEDDING_DTYPE``), plus the final norm.
-    Quantization scales (~1-3% for group-wise int4) are not counted.
+    Quantization scales (~1-3% for group-wise int4) are not counted. ``attention_dp``: all but the
+    routed experts whole on every GPU, the routed experts / tp.
     """
+    expert_tp = tp
+    if attention_dp:
+        tp = 1
     emb_bytes = bytes_per_element(EMBEDDING_DTYPE)
     embedding = model.embedding_params / tp * emb_bytes
     head = model.lm_head_params / tp * emb_bytes + model.hidden_size * ACTIVATION_BYTES
     stages = stage_layers(model.num_layers, pp)
     totals = []
     for i, layers in enumerate(stages):
-        total = sum(_layer_weight_bytes(model, weights_dtype, tp, j) for j in layers)
+        total = sum(_layer_weight_bytes(model, weights_dtype, tp, j, expert_tp) for j in layers)
         total += embedding if i == 0 else 0.0
         total += head if i == len(stages) - 1 else 0.0
         totals.append(total)
@@ -167,12 +184,15 @@ def _plan(
     tp: int,
     scheduler: SchedulerConfig,
     pp: int = 1,
+    attention_dp: bool = False,
 ) -> tuple[MemoryPlan, float]:
     """The plan (num_kv_blocks clamped at 0) and the bytes one more block needs beyond what is left."""
     usable = hardware.hbm_bytes * scheduler.gpu_memory_utilization
-    weights = weights_bytes_per_gpu(model, precision.weights, tp, pp)
-    activations = activation_bytes_per_gpu(model, tp, scheduler)
-    per_gpu = kv_bytes_per_token_per_gpu(model, precision.kv_cache, tp, pp)
+    attn_tp = 1 if attention_dp else tp
+    weights = weights_bytes_per_gpu(model, precision.weights, tp, pp, attention_dp)
+    activations = activation_bytes_per_gpu(model, attn_tp, scheduler)
+    per_gpu = kv_bytes_per_token_per_gpu(model, precision.kv_cache, attn_tp, pp)
+    pools = tp if attention_dp else 1
     block_bytes = scheduler.block_size * per_gpu
     free = usable - weights - activations - RUNTIME_RESERVE_BYTES
     num_blocks = max(0, math.floor(free / block_bytes))
@@ -182,10 +202,11 @@ def _plan(
         weights_bytes_per_gpu=weights,
         activation_bytes_per_gpu=activations,
         runtime_reserve_bytes_per_gpu=RUNTIME_RESERVE_BYTES,
-        kv_bytes_per_token=per_gpu * tp * pp,
+        kv_bytes_per_token=per_gpu * attn_tp * pp,
         kv_bytes_per_token_per_gpu=per_gpu,
         block_size=scheduler.block_size,
-        num_kv_blocks=num_blocks,
+        num_kv_blocks=num_blocks * pools,
+        num_kv_pools=pools,
     )
     return plan, block_bytes - free
 
@@ -242,9 +263,10 @@ def plan_memory(
 ) -> MemoryPlan:
     """The replica's memory plan; DoesNotFitError when not even one KV block fits (with a suggestion)."""
     validate_layout(model, hardware, layout)
-    plan, missing = _plan(model, hardware, precision, layout.tp, scheduler, layout.pp)
+    plan, missing = _plan(model, hardware, precision, layout.tp, scheduler, layout.pp, layout.attention_dp)
     if plan.num_kv_blocks < 1:
         where = f"tp={layout.tp}" + (f", pp={layout.pp}" if layout.pp > 1 else "")
+        where += ", attention-DP" if layout.attention_dp else ""
         what = f"{model.name} with {precision.weights} weights at {where} on {hardware.name}"
         raise DoesNotFitError(
             what,

@@ -97,15 +97,17 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
     """Per request, why it can never be served ("" when it can), vectorized over the table.
 
     A request is rejected when its prompt plus output exceeds ``max_model_len`` (as vLLM does), or when
-    its KV cache at its last token needs more blocks than a replica has: it could never finish, even
-    alone on the replica.
+    its KV cache at its last token needs more blocks than a replica has (with attention-DP, than one
+    GPU's pool has): it could never finish, even alone on the replica.
     """
     total = requests.input_tokens + requests.output_tokens
     too_long = total > resolved.max_model_len
     block_size = resolved.memory.block_size
     # The last sampled token is never computed, so a request's KV peaks at prompt + output - 1 tokens.
     blocks = -(-(total - 1) // block_size)
-    too_big = blocks > resolved.memory.num_kv_blocks
+    memory = resolved.memory
+    per_pool = memory.num_kv_blocks // memory.num_kv_pools  # attention-DP: a sequence lives on one GPU
+    too_big = blocks > per_pool
     if resolved.pools is not None:  # the prompt must also fit a prefill replica
         prompt_blocks = -(-requests.input_tokens // block_size)
         too_big |= prompt_blocks > resolved.pools.prefill.memory.num_kv_blocks
@@ -116,11 +118,9 @@ def rejection_reasons(resolved: ResolvedScenario, requests: RequestTable) -> lis
                 f"prompt {requests.input_tokens[i]} + output {requests.output_tokens[i]} tokens exceed "
                 f"max_model_len = {resolved.max_model_len}"
             )
-        elif blocks[i] > resolved.memory.num_kv_blocks:
-            reasons[i] = (
-                f"needs {blocks[i]} KV blocks at its last token, a replica has "
-                f"{resolved.memory.num_kv_blocks}"
-            )
+        elif blocks[i] > per_pool:
+            where = "a replica has" if memory.num_kv_pools == 1 else "an attention-DP GPU has"
+            reasons[i] = f"needs {blocks[i]} KV blocks at its last token, {where} {per_pool}"
         else:
             assert resolved.pools is not None
             reasons[i] = (
@@ -160,11 +160,12 @@ def _with_draft(
     tp, pp = scenario.layout.tp, scenario.layout.pp
     precision = scenario.precision
     layout = scenario.layout
+    kv_tp = 1 if layout.attention_dp else tp  # attention-DP: each GPU caches its own sequences whole
     if spec.draft == MTP_DRAFT:  # the target's MTP head: one layer at the last stage, its own KV
         draft = mtp_draft_spec(model)
         layout = layout.model_copy(update={"pp": 1})
         draft_weights_bytes = mtp_weights_bytes_per_gpu(draft, precision.weights, tp)
-        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, 1)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, kv_tp, 1)
     else:
         try:
             draft = load_model(spec.draft)
@@ -172,8 +173,8 @@ def _with_draft(
             raise ConfigError(
                 "scheduler.speculative.draft", spec.draft, f"a catalog model or 'mtp' ({exc})"
             ) from None
-        draft_weights_bytes = weights_bytes_per_gpu(draft, precision.weights, tp, pp)
-        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, tp, pp)
+        draft_weights_bytes = weights_bytes_per_gpu(draft, precision.weights, tp, pp, layout.attention_dp)
+        draft_kv_bytes = kv_bytes_per_token_per_gpu(draft, precision.kv_cache, kv_tp, pp)
     try:
         draft_cost = CostModel.build(draft, hardware, precision, layout, calibration, scenario.seed)
     except ConfigError as exc:

@@ -192,5 +192,5 @@ def with_draft(
         kv_bytes_per_token_per_gpu=plan.kv_bytes_per_token_per_gpu + draft_kv_bytes_per_token_per_gpu,
         kv_bytes_per_token=plan.kv_bytes_per_token
         * (1 + draft_kv_bytes_per_token_per_gpu / plan.kv_bytes_per_token_per_gpu),
-        num_kv_blocks=max(0, math.floor(free / per_block)),
+        num_kv_blocks=max(0, math.floor(free / per_block)) * plan.num_kv_pools,
     )

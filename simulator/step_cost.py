@@ -16,18 +16,25 @@ One forward pass on one pipeline stage's TP group (every GPU of it does the same
 op_time = max(flops / (peak x compute_eff), bytes / (hbm_bw x memory_eff)) + kernel_overhead
 (``simulator.hardware.roofline``). Communication is not overlapped with compute.
 
-Pipeline parallelism (pp > 1), GPipe-style (Huang et al. 2019, arXiv:1811.06965): each stage holds
-L / pp layers; the step's sequences go through either as one batch (m = 1) or as m = min(pp, sequences)
-micro-batches, whichever is faster (micro-batches pay off when compute-bound, as in prefill; a
-memory-bound decode would re-read every stage's weights per micro-batch). A step takes (m + pp - 1)
-stage slots, each one micro-batch through one stage plus its activation send::
+Pipeline parallelism (pp > 1) with micro-batches kept in flight (``simulator.parallel.pipeline``: vLLM's
+virtual engines, TensorRT-LLM's in-flight batching): each stage holds L / pp layers; the step's sequences
+are m = min(pp, sequences) micro-batches that follow one another through the stages without draining
+the pipeline, and one step is one round in which every sequence advances once::
 
-    step = (m + pp - 1) x (forward(micro-batch) / pp + p2p(micro-batch tokens x hidden x 2 bytes))
-    bubble = (pp - 1) / (m + pp - 1)     (m = 1 on 4 stages: 3/4 of the GPUs idle)
+    step   = max(m, pp) x (forward(micro-batch) / pp + p2p(micro-batch tokens x hidden x 2 bytes))
+    bubble = 1 - m (slot - p2p) / (max(m, pp) slot)   ((pp - m) / pp idle slots when m < pp, plus sends)
 
-The engine runs one step at a time per replica, so PP here buys memory (a model that fits), not decode
-throughput: keeping pp independent batches in flight (vLLM's virtual engines) needs the engine's help
-and is not modelled.
+A large decode batch on pp = 2 thus costs about forward(batch / 2) per token instead of forward(batch):
+PP buys memory and, once the batch fills the stages, throughput; a single sequence still crosses every
+stage in turn (no faster than pp = 1).
+
+Attention data-parallelism (``layout.attention_dp``, MoE only, ep = tp = N): every GPU runs attention,
+the dense layers, the shared expert and the LM head whole (tp = 1) on its own sequences; the routed
+experts are spread over the N GPUs with all-to-all dispatch and combine (``simulator.step_layers``).
+The S sequences are split as evenly as possible, and the slowest rank, with ceil(S / N) of them, sets
+the step; it is priced with that share of the step's tokens, attention sums and logits (a rank with a
+long prompt is not told apart: the share is of the step's totals). Replica FLOPs and bytes: the slowest
+rank's times the ranks with sequences.
 
 Precision: GEMMs compute in the weights' dtype when the GPU has it natively (``peak_flops_per_s`` has a
 key); otherwise they run weight-only: bytes follow the weights, FLOPs run at the bf16 peak derated by
@@ -45,16 +52,17 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from simulator.config import LayoutConfig, PrecisionConfig
-from simulator.decode_pricing import DecodeRunTerms, decode_attention_terms
+from simulator.decode_pricing import DecodeRunTerms
 from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile
 from simulator.hardware.roofline import Roofline
 from simulator.model import costs
-from simulator.model.layer_ops import AttentionCoefficients, attention_coefficients
 from simulator.model.spec import ModelSpec
+from simulator.parallel import pipeline
 from simulator.parallel.comm import allgather_coefficients, p2p_time_s
 from simulator.parallel.layout import validate_layout
 from simulator.precision import bytes_per_element
+from simulator.step_attention import AttentionKernels
 from simulator.step_layers import LayerWork, Pricer, build_layer_work
 
 EMBEDDING_DTYPE = "bf16"
@@ -114,11 +122,6 @@ def precision_fallback_note(hardware: HardwareProfile, weights_dtype: str) -> st
     )
 
 
-class _Attention(NamedTuple):
-    prefill: AttentionCoefficients
-    decode: AttentionCoefficients
-
-
 @dataclass(frozen=True, slots=True)
 class CostModel:
     """Per-replica cost model: built once, then ``.step(shape)`` per simulated step."""
@@ -127,19 +130,21 @@ class CostModel:
     tp: int
     pp: int
     ep: int
+    attention_dp_ranks: int  # GPUs running attention data-parallel (tp with layout.attention_dp, else 1)
     num_layers: int
     kernel_overhead_s: float
     precision_note: str | None  # set when the weights' format falls back to weight-only compute
     _pricer: Pricer
     _layers: LayerWork
-    _attention: _Attention
+    _attention: AttentionKernels
     _step_bytes_per_token: tuple[float, float]  # embedding lookup, final norm
     _lm_head: tuple[float, float, float]  # flops/token, bytes fixed, bytes/token (on logit tokens)
     _gather_fixed_s: float
     _gather_s_per_logit: float
     _p2p_bytes_per_token: float
     _p2p_same_node: bool
-    _attn_flops_s: float  # seconds per bf16 FLOP (attention and LM head), spec-only
+    _logit_gather: bool  # vocab-parallel LM head (tp > 1 without attention-DP): all-gather the logits
+    _attn_flops_s: float  # seconds per bf16 FLOP (LM head), spec-only
     _bytes_s: float  # seconds per HBM byte, spec-only
     _hardware: HardwareProfile = field(repr=False)
     calibration_source: str | None = None  # the calibration table's source, None when spec-only
@@ -164,7 +169,7 @@ class CostModel:
         ``seed`` seeds the MoE routing sample (stream "experts"); dense models do not use it.
         """
         validate_layout(model, hardware, layout)
-        tp = layout.tp
+        tp = 1 if layout.attention_dp else layout.tp  # what the heads, dense layers and LM head split over
         compute_dtype = compute_dtype_for(hardware, precision.weights)
         gemm_roof = Roofline.of(hardware, compute_dtype)
         if compute_dtype != precision.weights and bytes_per_element(precision.weights) < 2.0:
@@ -190,24 +195,23 @@ class CostModel:
         )
         return cls(
             compute_dtype=compute_dtype,
-            tp=tp,
+            tp=layout.tp,
             pp=layout.pp,
             ep=layout.ep,
+            attention_dp_ranks=layout.tp if layout.attention_dp else 1,
             num_layers=model.num_layers,
             kernel_overhead_s=hardware.kernel_overhead_s,
             precision_note=precision_fallback_note(hardware, precision.weights),
             _pricer=pricer,
             _layers=layers,
-            _attention=_Attention(
-                attention_coefficients(model, tp, kv_bytes, decode=False),
-                attention_coefficients(model, tp, kv_bytes, decode=True),
-            ),
+            _attention=AttentionKernels.build(model, tp, kv_bytes, pricer, hardware.kernel_overhead_s),
             _step_bytes_per_token=(emb.num_bytes, norm.num_bytes),
             _lm_head=lm_head,
             _gather_fixed_s=gather.fixed_s,
             _gather_s_per_logit=gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES,
             _p2p_bytes_per_token=hidden * costs.ACTIVATION_BYTES,
             _p2p_same_node=layout.gpus_per_replica <= hardware.gpus_per_node,
+            _logit_gather=tp > 1,
             _attn_flops_s=1.0 / pricer.other.flops_per_s,
             _bytes_s=1.0 / pricer.other.bytes_per_s,
             _hardware=hardware,
@@ -219,101 +223,74 @@ class CostModel:
         num_tokens = shape.num_prefill_tokens + shape.num_decode_tokens
         if num_tokens <= 0:
             return ZERO_COST
-        if self.pp == 1:
+        if self.pp > 1:
+            return self._pipelined(shape, num_tokens)[0]
+        ranks = self.attention_dp_ranks
+        if ranks == 1:
             compute_s, comm_s, flops, nbytes = self._forward(shape, num_tokens, 1.0)
             return StepCost(compute_s + comm_s, compute_s, comm_s, flops * self.tp, nbytes * self.tp)
-        best, _ = self._pipelined(shape, num_tokens)
-        return best
-
-    def _pipelined(self, shape: BatchShape, num_tokens: int) -> tuple[StepCost, int]:
-        """The faster of one batch through the stages (m = 1) and m = min(pp, sequences) micro-batches,
-        and the m it used."""
         num_seqs = max(1, shape.num_prefill_seqs + shape.num_decode_tokens)
-        best: StepCost | None = None
-        best_m = 1
-        for m in sorted({1, min(self.pp, num_seqs)}):
-            mb_tokens = -(-num_tokens // m)
-            compute_s, comm_s, flops, nbytes = self._forward(shape, mb_tokens, 1.0 / m)
-            p2p = p2p_time_s(self._hardware, mb_tokens * self._p2p_bytes_per_token, self._p2p_same_node)
-            slots = m + self.pp - 1
-            compute_s = slots * compute_s / self.pp
-            comm_s = slots * (comm_s / self.pp + p2p)
-            cost = StepCost(compute_s + comm_s, compute_s, comm_s, flops * m * self.tp, nbytes * m * self.tp)
-            if best is None or cost.time_s < best.time_s:
-                best, best_m = cost, m
-        assert best is not None
-        return best, best_m
+        per_rank = -(-num_seqs // ranks)  # the slowest rank's sequences
+        rank_tokens = max(1, -(-num_tokens * per_rank // num_seqs))
+        compute_s, comm_s, flops, nbytes = self._forward(shape, rank_tokens, per_rank / num_seqs, num_tokens)
+        active = min(ranks, num_seqs)
+        return StepCost(compute_s + comm_s, compute_s, comm_s, flops * active, nbytes * active)
+
+    def _pipelined(self, shape: BatchShape, num_tokens: int) -> tuple[StepCost, float]:
+        """One round of m = min(pp, sequences) micro-batches kept in flight (``simulator.parallel.pipeline``)
+        and its bubble fraction."""
+        pp = self.pp
+        m = pipeline.num_micro_batches(pp, shape.num_prefill_seqs + shape.num_decode_tokens)
+        mb_tokens = -(-num_tokens // m)
+        compute_s, comm_s, flops, nbytes = self._forward(shape, mb_tokens, 1.0 / m)
+        p2p = p2p_time_s(self._hardware, mb_tokens * self._p2p_bytes_per_token, self._p2p_same_node)
+        slots = pipeline.round_slots(pp, m)
+        slot_s = (compute_s + comm_s) / pp + p2p
+        bubble = pipeline.bubble_frac(pp, m, slot_s, p2p)
+        compute_s = slots * compute_s / pp
+        comm_s = slots * (comm_s / pp + p2p)
+        cost = StepCost(compute_s + comm_s, compute_s, comm_s, flops * m * self.tp, nbytes * m * self.tp)
+        return cost, bubble
 
     def pipeline_bubble_frac(self, batch_size: int, kv_len: int = 1024) -> float:
-        """Idle fraction of the stages in a decode step of ``batch_size`` sequences: (pp - 1) / (m + pp - 1)
-        with the m micro-batches the step uses (0 without pipeline parallelism)."""
+        """Fraction of a decode round of ``batch_size`` sequences the stages do not compute: (pp - m) / pp
+        idle slots with m = min(pp, batch_size) micro-batches, plus activation sends (0 without PP)."""
         if self.pp == 1:
             return 0.0
         shape = BatchShape(
             num_decode_tokens=batch_size, decode_kv_tokens=batch_size * kv_len, num_logit_tokens=batch_size
         )
-        _, m = self._pipelined(shape, batch_size)
-        return (self.pp - 1) / (m + self.pp - 1)
+        return self._pipelined(shape, batch_size)[1]
 
-    def _forward(self, shape: BatchShape, num_tokens: int, scale: float) -> tuple[float, float, float, float]:
-        """One pass of ``num_tokens`` tokens (attention sums x ``scale``) through all layers on one TP
-        group: (compute s, comm s, flops per GPU, bytes per GPU). Spec-only pricing is inlined (this
-        runs once per simulated step); a calibrated model goes through the pricer.
+    def _forward(
+        self, shape: BatchShape, num_tokens: int, scale: float, total_tokens: int = 0
+    ) -> tuple[float, float, float, float]:
+        """One pass of ``num_tokens`` tokens (attention sums and logits x ``scale``; ``total_tokens`` routed
+        to the experts, 0: the same) through all layers on one GPU: (compute s, comm s, flops, bytes).
 
         Decode attention, the only term that changes from one step of a decode run to the next, is
         added last, so a run of such steps can be priced from ``_forward_fixed`` plus
-        ``decode_attention_terms`` alone (``simulator.decode_pricing``), float for float."""
-        compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_tokens, scale)
+        ``decode_attention_terms`` alone (``decode_run_terms``), float for float."""
+        compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_tokens, scale, total_tokens)
         if shape.num_decode_tokens > 0:
-            coef = self._attention.decode
-            if self._pricer.table is None:
-                t, f, b = decode_attention_terms(
-                    shape.decode_kv_tokens,
-                    shape.num_decode_tokens,
-                    scale,
-                    coef.flops_per_pair,
-                    coef.q_o_bytes_per_token,
-                    coef.kv_bytes_per_kv_token,
-                    self._attn_flops_s,
-                    self._bytes_s,
-                    self.kernel_overhead_s,
-                    self.num_layers,
-                )
-            else:
-                f = coef.flops_per_pair * shape.decode_kv_tokens * scale
-                b = (
-                    coef.q_o_bytes_per_token * shape.num_decode_tokens
-                    + coef.kv_bytes_per_kv_token * shape.decode_kv_tokens
-                ) * scale
-                t = self._pricer.attention_s("attention_decode", f, b) * self.num_layers
-                f, b = f * self.num_layers, b * self.num_layers
-            compute_s += t
-            flops += f
-            nbytes += b
+            t, f, b = self._attention.decode_terms(shape.num_decode_tokens, shape.decode_kv_tokens, scale)
+            compute_s, flops, nbytes = compute_s + t, flops + f, nbytes + b
         return compute_s, comm_s, flops, nbytes
 
     def _forward_fixed(
-        self, shape: BatchShape, num_tokens: int, scale: float
+        self, shape: BatchShape, num_tokens: int, scale: float, total_tokens: int = 0
     ) -> tuple[float, float, float, float]:
-        """``_forward`` without decode attention: layers, prefill attention, embedding, norm, LM head."""
-        compute_s, comm_s, flops, nbytes = self._layers.at(num_tokens)
-        pricer, num_layers, ovh = self._pricer, self.num_layers, self.kernel_overhead_s
+        """``_forward`` without decode attention: layers, prefill attention, embedding, norm, LM head.
+        Spec-only pricing is inlined (this runs once per simulated step)."""
+        compute_s, comm_s, flops, nbytes = self._layers.at(num_tokens, total_tokens)
+        pricer, ovh = self._pricer, self.kernel_overhead_s
         spec_only = pricer.table is None
-        attn_f_s, bytes_s = self._attn_flops_s, self._bytes_s
+        bytes_s = self._bytes_s
         if shape.num_prefill_tokens > 0:
-            coef = self._attention.prefill
-            f = coef.flops_per_pair * shape.prefill_attn_pairs * scale
-            b = (
-                coef.q_o_bytes_per_token * shape.num_prefill_tokens
-                + coef.kv_bytes_per_kv_token * shape.prefill_kv_tokens
-            ) * scale
-            if spec_only:
-                c, m = f * attn_f_s, b * bytes_s
-                compute_s += ((c if c > m else m) + ovh) * num_layers
-            else:
-                compute_s += pricer.attention_s("attention_prefill", f, b) * num_layers
-            flops += f * num_layers
-            nbytes += b * num_layers
+            t, f, b = self._attention.prefill_terms(
+                shape.num_prefill_tokens, shape.prefill_attn_pairs, shape.prefill_kv_tokens, scale
+            )
+            compute_s, flops, nbytes = compute_s + t, flops + f, nbytes + b
         emb_b, norm_b = self._step_bytes_per_token
         if spec_only:
             compute_s += (emb_b + norm_b) * num_tokens * bytes_s + 2.0 * ovh
@@ -326,21 +303,22 @@ class CostModel:
             a, b0, b1 = self._lm_head
             f, by = a * logits, b0 + b1 * logits
             if spec_only:
-                c, m = f * attn_f_s, by * bytes_s
+                c, m = f * self._attn_flops_s, by * bytes_s
                 compute_s += (c if c > m else m) + ovh
             else:
                 compute_s += pricer.lm_head_s(f, by)
             flops += f
             nbytes += by
-            if self.tp > 1:
+            if self._logit_gather:
                 comm_s += self._gather_fixed_s + self._gather_s_per_logit * logits
         return compute_s, comm_s, flops, nbytes
 
     def decode_run_terms(self, num_seqs: int) -> DecodeRunTerms | None:
         """What a decode step of ``num_seqs`` sequences costs apart from its KV length, for pricing a
-        run of such steps at once; None where runs are priced step by step (calibrated attention, pp > 1).
+        run of such steps at once; None where runs are priced step by step (calibrated attention, pp > 1,
+        attention-DP).
         """
-        if self._pricer.table is not None or self.pp != 1:
+        if self._pricer.table is not None or self.pp != 1 or self.attention_dp_ranks != 1:
             return None
         shape = BatchShape(0, 0, 0.0, 0, num_seqs, 0, num_seqs)
         compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_seqs, 1.0)
@@ -353,10 +331,10 @@ class CostModel:
             coef.flops_per_pair,
             coef.q_o_bytes_per_token,
             coef.kv_bytes_per_kv_token,
-            self._attn_flops_s,
-            self._bytes_s,
-            self.kernel_overhead_s,
-            self.num_layers,
+            self._attention.flops_s,
+            self._attention.bytes_s,
+            self._attention.kernel_overhead_s,
+            self._attention.num_layers,
             self.tp,
         )
 
@@ -366,8 +344,10 @@ class CostModel:
         return self._layers.imbalance_frac(num_tokens)
 
     def moe_block_time_s(self, num_tokens: int) -> float:
-        """Seconds of one MoE block (slowest GPU, with its EP all-to-alls) for ``num_tokens`` tokens."""
-        compute_s, comm_s, _, _ = self._layers.moe_block(num_tokens)
+        """Seconds of one MoE block (slowest GPU, with its EP all-to-alls) for ``num_tokens`` tokens (the
+        replica's; attention-DP: ceil(num_tokens / ranks) on the slowest rank)."""
+        rank_tokens = -(-num_tokens // self.attention_dp_ranks)
+        compute_s, comm_s, _, _ = self._layers.moe_block(rank_tokens, num_tokens)
         return compute_s + comm_s
 
     def moe_unique_experts(self, num_tokens: int) -> float:
@@ -394,6 +374,6 @@ class CostModel:
 
 
 def pipeline_bubble_frac(pp: int, num_seqs: int) -> float:
-    """Idle fraction of a pipeline step: (pp - 1) / (m + pp - 1) with m = min(pp, num_seqs) micro-batches."""
-    m = min(pp, max(1, num_seqs))
-    return (pp - 1) / (m + pp - 1)
+    """Idle stage slots of a round with micro-batches in flight: (pp - m) / pp, m = min(pp, num_seqs)
+    (activation sends not counted; ``simulator.parallel.pipeline``)."""
+    return pipeline.bubble_frac(pp, pipeline.num_micro_batches(pp, num_seqs))

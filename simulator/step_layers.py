@@ -11,6 +11,16 @@ MoE block on one GPU (slowest GPU of the stage; ``simulator.model.moe`` samples 
     ep = 1:  every GPU holds 1/tp of every expert: reads the hit experts' shards, computes T x k rows
     ep = tp: GPU g holds E/ep whole experts; tokens are reduce-scattered after attention (T/ep per GPU),
              dispatched to their experts' GPUs (all-to-all), computed, combined (all-to-all), gathered
+
+Attention-DP (``layout.attention_dp``, ep = tp = N; DeepSeek's serving layout, as SGLang's
+``--enable-dp-attention`` and TensorRT-LLM's ``enable_attention_dp`` run it)::
+
+    GPU r: [attention, dense MLP, norm, router, shared expert: whole weights, its own t_r tokens]
+           -> all-to-all dispatch of t_r x k rows -> routed experts E/N of them, hit by all T tokens
+           -> all-to-all combine -> next layer           (no all-reduce: nothing is split by heads)
+
+``at(t_r, T)`` prices the slowest rank: its t_r tokens through the token-linear ops and all-to-alls, the
+replica's T tokens through the expert routing (the slowest expert GPU). Without attention-DP t_r = T.
 """
 
 from __future__ import annotations
@@ -86,7 +96,7 @@ class _Moe:
     weight_bytes: float
     assignments_per_token_per_gpu: float  # mean token-expert rows per GPU per token (for replica totals)
     alltoall: LinearTime  # dispatch or combine over ep GPUs (zero for ep = 1)
-    alltoall_bytes_per_token: float  # k x hidden x 2 / ep
+    alltoall_bytes_per_token: float  # k x hidden x 2 / ep (attention-DP: / 1, on the rank's own tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +114,19 @@ class LayerWork:
     allreduce: AllReduceTime
     num_allreduces: int
     allreduce_bytes_per_token: float
-    _cache: dict[int, tuple[float, float, float, float]] = field(
+    _cache: dict[tuple[int, int], tuple[float, float, float, float]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
-    def at(self, num_tokens: int) -> tuple[float, float, float, float]:
-        """Memoised (exact: a pure function of an int, bounded in size)."""
-        hit = self._cache.get(num_tokens)
+    def at(self, num_tokens: int, total_tokens: int = 0) -> tuple[float, float, float, float]:
+        """``num_tokens`` on this GPU, ``total_tokens`` routed to the experts (0: the same; attention-DP:
+        the replica's). Memoised (exact: a pure function of two ints, bounded in size)."""
+        key = (num_tokens, total_tokens or num_tokens)
+        hit = self._cache.get(key)
         if hit is None:
-            hit = self._compute(num_tokens)
+            hit = self._compute(*key)
             if len(self._cache) < _CACHE_SIZE:
-                self._cache[num_tokens] = hit
+                self._cache[key] = hit
         return hit
 
     def _ops(self, ops: tuple[TokenOp, ...], t: int) -> tuple[float, float, float]:
@@ -126,7 +138,7 @@ class LayerWork:
             b += nbytes
         return s, f, b
 
-    def _compute(self, t: int) -> tuple[float, float, float, float]:
+    def _compute(self, t: int, t_total: int) -> tuple[float, float, float, float]:
         s, f, b = self._ops(self.every_layer_ops, t)
         s, f, b = s * self.num_layers, f * self.num_layers, b * self.num_layers
         if self.num_dense:
@@ -134,19 +146,21 @@ class LayerWork:
             s, f, b = s + s1 * self.num_dense, f + f1 * self.num_dense, b + b1 * self.num_dense
         comm_s = self.num_allreduces * self.allreduce.time_s(t * self.allreduce_bytes_per_token)
         if self.num_moe:
-            s1, c1, f1, b1 = self.moe_block(t)
+            s1, c1, f1, b1 = self.moe_block(t, t_total)
             n = self.num_moe
             s, comm_s, f, b = s + n * s1, comm_s + n * c1, f + n * f1, b + n * b1
         return s, comm_s, f, b
 
-    def moe_block(self, t: int) -> tuple[float, float, float, float]:
-        """One MoE block for ``t`` tokens: (compute s and comm s of the slowest GPU, mean flops, bytes)."""
+    def moe_block(self, t: int, t_total: int = 0) -> tuple[float, float, float, float]:
+        """One MoE block for ``t`` tokens on this GPU and ``t_total`` routed (0: t): (compute s and comm s
+        of the slowest GPU, mean flops, bytes)."""
         moe = self.moe
         if moe is None or t <= 0:
             return 0.0, 0.0, 0.0, 0.0
+        t_total = t_total or t
         s, f, b = self._ops(self.moe_ops, t)
-        load = moe.routing.at(t)
-        mean_rows = moe.assignments_per_token_per_gpu * t
+        load = moe.routing.at(t_total)
+        mean_rows = moe.assignments_per_token_per_gpu * t_total
         for op_class, flops, nbytes in routed_expert_ops(
             moe.model, moe.width_per_gpu, load.unique_experts, load.assignments, moe.weight_bytes
         ):
@@ -177,6 +191,8 @@ def _build_moe(
 ) -> _Moe:
     tp, ep = layout.tp, layout.ep
     width = model.moe_intermediate_size / (tp // ep)  # ep = 1: sharded over tp; ep = tp: whole experts
+    # a GPU sends its tokens' k rows: T/ep after the reduce-scatter, or its own t_r under attention-DP
+    per_token_share = 1 if layout.attention_dp else ep
     k = model.num_experts_per_token
     up = (model.num_mlp_matrices - 1) * width
     flops_per_row = 2.0 * model.hidden_size * (up + width)
@@ -197,7 +213,7 @@ def _build_moe(
         weight_bytes=weight_bytes,
         assignments_per_token_per_gpu=k / ep,
         alltoall=alltoall_coefficients(hardware, ep),
-        alltoall_bytes_per_token=k * model.hidden_size * costs.ACTIVATION_BYTES / ep,
+        alltoall_bytes_per_token=k * model.hidden_size * costs.ACTIVATION_BYTES / per_token_share,
     )
 
 
@@ -211,9 +227,9 @@ def build_layer_work(
     seed: int,
 ) -> LayerWork:
     """The layers' token-dependent work for ``model`` on ``layout`` (see the module docstring)."""
-    tp = layout.tp
     num_moe = model.num_moe_layers
     moe = _build_moe(model, hardware, layout, pricer, weight_bytes, seed) if num_moe else None
+    tp = 1 if layout.attention_dp else layout.tp  # everything but the routed experts
     num_allreduces = 0
     if tp > 1:
         num_allreduces = 2 * model.num_layers + 1 - (num_moe if layout.ep > 1 else 0)

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "simulator.model.layer_ops": 2,
     "simulator.model.moe": 2,
     "simulator.step_layers": 2,
+    "simulator.step_attention": 2,
     "simulator.tradeoffs": 2,
     "simulator.workload.*": 3,
     "simulator.kv_cache": 3,

@@ -149,18 +149,23 @@ def test_pipeline_stages_split_layers_and_weights() -> None:
 
 
 def test_pipeline_bubble_and_micro_batches_by_hand() -> None:
-    """pp = 4: one batch leaves 3 of 4 stage slots idle; 4 micro-batches leave 3 of 7."""
+    """pp = 4 with micro-batches in flight: one sequence leaves 3 of 4 slots idle, 4 or more none."""
     assert pipeline_bubble_frac(4, 1) == pytest.approx(3 / 4)
-    assert pipeline_bubble_frac(4, 64) == pytest.approx(3 / 7)
+    assert pipeline_bubble_frac(4, 2) == pytest.approx(1 / 2)
+    assert pipeline_bubble_frac(4, 64) == 0.0
     model, hw = llama_70b(), h100()
     flat = CostModel.build(model, hw, PrecisionConfig(), LayoutConfig(tp=2))
     piped = CostModel.build(model, hw, PrecisionConfig(), LayoutConfig(tp=2, pp=4))
-    # decode is memory-bound: one batch through the 4 stages (m = 1) beats re-reading weights 4 times
-    shape = _decode(64)
-    p2p = p2p_time_s(hw, 64 * 8192 * 2, same_node=True)
-    assert piped.step(shape).time_s == pytest.approx(flat.step(shape).time_s + 4 * p2p, rel=1e-9)
-    assert piped.pipeline_bubble_frac(64) == pytest.approx(3 / 4)
-    # a 4 x 2048-token prefill is compute-bound: 4 micro-batches of 2048 tokens, 7 slots of 1/4 model
+    # 64 decodes: 4 micro-batches of 16 in flight; a round is 4 slots of a quarter model on 16 sequences
+    p2p = p2p_time_s(hw, 16 * 8192 * 2, same_node=True)
+    micro = flat.step(_decode(16))
+    assert piped.step(_decode(64)).time_s == pytest.approx(micro.time_s + 4 * p2p, rel=1e-9)
+    assert piped.pipeline_bubble_frac(64, kv_len=1000) == pytest.approx(p2p / (micro.time_s / 4 + p2p))
+    # one sequence crosses the 4 stages alone: 3 of 4 slots idle, no faster than without PP
+    one_p2p = p2p_time_s(hw, 8192 * 2, same_node=True)
+    assert piped.step(_decode(1)).time_s == pytest.approx(flat.step(_decode(1)).time_s + 4 * one_p2p)
+    assert piped.pipeline_bubble_frac(1) > 3 / 4
+    # a 4 x 2048-token prefill: 4 micro-batches of one prompt, 4 slots of a quarter model each
     prompts = BatchShape(
         num_prefill_tokens=8192,
         num_prefill_seqs=4,
@@ -175,10 +180,27 @@ def test_pipeline_bubble_and_micro_batches_by_hand() -> None:
         prefill_kv_tokens=2048,
         num_logit_tokens=1,
     )
-    micro = flat.step(one)
-    expected = 7 * (micro.compute_s / 4 + micro.comm_s / 4 + p2p_time_s(hw, 2048 * 8192 * 2, same_node=True))
+    expected = flat.step(one).time_s + 4 * p2p_time_s(hw, 2048 * 8192 * 2, same_node=True)
     assert piped.step(prompts).time_s == pytest.approx(expected, rel=1e-9)
     assert piped.step(prompts).time_s < 0.6 * flat.step(prompts).time_s
+
+
+def test_pp_keeps_stages_busy_at_large_decode_batches_but_not_at_batch_1() -> None:
+    """Llama-3.1-8B on H100, 512 sequences of 2,048 KV tokens: pp = 2 on two GPUs prices each token at
+    about forward(256) instead of forward(512), near twice one GPU's decode throughput (the old
+    drain-every-step model gave 1.0x); at batch 1 the pipeline is no faster than one GPU and slower
+    than tp = 2."""
+    model, hw = llama_8b(), h100()
+    one = CostModel.build(model, hw, PrecisionConfig(), LayoutConfig())
+    pp2 = CostModel.build(model, hw, PrecisionConfig(), LayoutConfig(pp=2))
+    tp2 = CostModel.build(model, hw, PrecisionConfig(), LayoutConfig(tp=2))
+    big = 512
+    speedup = one.decode_step_time_s(big, 2048) / pp2.decode_step_time_s(big, 2048)
+    assert 1.7 < speedup <= 2.0
+    assert pp2.pipeline_bubble_frac(big, 2048) < 0.01
+    assert pp2.decode_step_time_s(1, 2048) >= one.decode_step_time_s(1, 2048)
+    assert pp2.decode_step_time_s(1, 2048) > 1.3 * tp2.decode_step_time_s(1, 2048)
+    assert pp2.pipeline_bubble_frac(1) >= 0.5
 
 
 def test_pp_runs_end_to_end_and_reports_its_bubble() -> None:

@@ -12,6 +12,12 @@ replicated when tp is a multiple of them (each GPU then holds one KV head)::
 
     8 kv heads, tp = 4:   GPU0 [kv0 kv1] GPU1 [kv2 kv3] GPU2 [kv4 kv5] GPU3 [kv6 kv7]
     8 kv heads, tp = 16:  GPU0 [kv0] GPU1 [kv0] GPU2 [kv1] GPU3 [kv1] ... (each head on 2 GPUs)
+
+Attention-DP with expert parallelism (``attention_dp``, MoE, ep = tp; DeepSeek-style serving)::
+
+    tp = ep = 4:  GPU0 [all heads, seqs 0,4,..] GPU1 [all heads, seqs 1,5,..] ... (own KV cache each)
+                      |____________ all-to-all dispatch / combine per MoE layer ____________|
+                  GPU0 [experts 0..E/4-1]     GPU1 [experts E/4..E/2-1]     ...
 """
 
 from __future__ import annotations
@@ -40,8 +46,12 @@ def validate_layout(model: ModelSpec, hardware: HardwareProfile, layout: LayoutC
     tp must split the heads (below); pp must not exceed the layers; ep must be 1 or tp, and divide the
     routed experts (dense models need ep = 1). A tp above ``hardware.gpus_per_node`` is allowed: the
     replica spans nodes and its all-reduces cross the scale-out network (``simulator.parallel.comm``).
+    ``attention_dp`` needs a MoE model, tp >= 2, ep = tp and pp = 1; the heads are then not split.
     """
-    _validate_tp(model, hardware, layout.tp)
+    if layout.attention_dp:
+        _validate_attention_dp(model, layout)
+    else:
+        _validate_tp(model, hardware, layout.tp)
     if layout.pp > model.num_layers:
         raise ConfigError(
             "layout.pp", layout.pp, f"at most the {model.num_layers} layers of {model.name} (one per stage)"
@@ -56,7 +66,7 @@ def validate_layout(model: ModelSpec, hardware: HardwareProfile, layout: LayoutC
             "layout.ep",
             ep,
             f"1 or layout.tp = {layout.tp}: experts are spread over the GPUs of one pipeline stage "
-            "(attention-DP with experts spread across replicas is not modelled)",
+            "(with layout.attention_dp, over the GPUs that run attention data-parallel)",
         )
     if model.num_experts % ep:
         divisors = [d for d in range(1, model.num_experts + 1) if model.num_experts % d == 0]
@@ -66,6 +76,26 @@ def validate_layout(model: ModelSpec, hardware: HardwareProfile, layout: LayoutC
             f"a divisor of the {model.num_experts} routed experts of {model.name} "
             f"({', '.join(map(str, divisors))})",
         )
+
+
+def _validate_attention_dp(model: ModelSpec, layout: LayoutConfig) -> None:
+    """Attention-DP with expert parallelism (DeepSeek-style): a MoE model, tp >= 2 GPUs, ep = tp, pp = 1."""
+    field, value = "layout.attention_dp", layout.attention_dp
+    if not model.is_moe:
+        raise ConfigError(field, value, f"false: {model.name} is dense (attention-DP pairs with MoE experts)")
+    if layout.tp < 2:
+        raise ConfigError(
+            field, value, "false at layout.tp = 1, or layout.tp >= 2 (GPUs running attention data-parallel)"
+        )
+    if layout.ep != layout.tp:
+        raise ConfigError(
+            field,
+            value,
+            f"false, or with layout.ep = layout.tp = {layout.tp} (experts spread over the attention-DP GPUs; "
+            f"got ep = {layout.ep})",
+        )
+    if layout.pp > 1:
+        raise ConfigError(field, value, f"false with layout.pp = {layout.pp} (attention-DP needs pp = 1)")
 
 
 def _validate_tp(model: ModelSpec, hardware: HardwareProfile, tp: int) -> None:
