@@ -112,7 +112,8 @@ def _ordered(frame: pd.DataFrame, points: Sequence[SweepPoint]) -> pd.DataFrame:
 def _run_points(
     points: Sequence[SweepPoint], backend: Backend | None, timeout_s: float | None
 ) -> Generator[dict[str, Any], None, None]:
-    """Rows as points finish: invalid ones at once, the rest from the backend, ``num_slots`` at a time."""
+    """Rows as points finish: invalid ones at once, the rest from the backend, ``num_slots`` at a time
+    (times ``queue_depth`` without a point timeout)."""
     for p in points:
         if p.scenario is None:
             yield empty_row(p.point_id, "invalid", p.error, 0.0)
@@ -121,9 +122,10 @@ def _run_points(
     queue = [p for p in points if p.scenario is not None][::-1]
     in_flight: dict[Any, tuple[str, float]] = {}
     poll_s = 0.1 if timeout_s is not None and not backend.enforces_timeout else 1.0
+    max_in_flight = backend.num_slots * (1 if timeout_s is not None else backend.queue_depth)
     try:
         while queue or in_flight:
-            while queue and len(in_flight) < backend.num_slots:
+            while queue and len(in_flight) < max_in_flight:
                 p = queue.pop()
                 assert p.scenario is not None
                 in_flight[backend.submit(p.point_id, p.scenario, timeout_s)] = (p.point_id, time.monotonic())
