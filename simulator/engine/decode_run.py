@@ -61,7 +61,8 @@ class DecodeRun:
     """The planned steps of a run: their end times, their step-log rows, and the first's inter-token gaps."""
 
     num_seqs: int
-    end_s: list[float]  # one per step
+    end_s: np.ndarray  # float64, one per step
+    gaps_s: np.ndarray  # end_s[j] - end_s[j - 1]: the inter-token gap step j closes (j >= 1)
     rows: np.ndarray  # one step-log row per step, in the order of STEP_COLUMNS (kv_used_blocks included)
     capped: bool  # stopped at the step cap, not at a finish or a KV shortage
 
@@ -71,7 +72,7 @@ class DecodeRun:
 
     def end_of(self, num_steps: int) -> float:
         """When the run's first ``num_steps`` steps have ended."""
-        return self.end_s[num_steps - 1]
+        return float(self.end_s[num_steps - 1])
 
     def steps_begun_by(self, now_s: float) -> int:
         """The steps that ended before ``now_s`` plus the one in progress at ``now_s``."""
@@ -89,6 +90,7 @@ class RunPlanner:
         self.overhead_s = overhead_s
         self._terms: dict[int, np.ndarray | None] = {}
         self._end_s = np.empty(MAX_RUN_STEPS)
+        self._gaps_s = np.empty(MAX_RUN_STEPS)
         self._rows = np.empty((MAX_RUN_STEPS, len(STEP_COLUMNS)))
 
     def _terms_for(self, num_seqs: int) -> np.ndarray | None:
@@ -114,11 +116,12 @@ class RunPlanner:
         n = len(decode)
         terms = self._terms_for(n)
         if terms is None:
-            count, end_s, rows = self._plan_step_by_step(state, start_s, max_steps)
+            count, end_s, gaps_s, rows = self._plan_step_by_step(state, start_s, max_steps)
         else:
-            end_s, rows = self._end_s, self._rows
+            end_s, gaps_s, rows = self._end_s, self._gaps_s, self._rows
             count = _plan_kernel(
                 end_s,
+                gaps_s,
                 rows,
                 terms,
                 n,
@@ -134,11 +137,11 @@ class RunPlanner:
             )
         if count < 2:
             return None
-        return DecodeRun(n, end_s[:count].tolist(), rows[:count], capped and count == max_steps)
+        return DecodeRun(n, end_s[:count], gaps_s[:count], rows[:count], capped and count == max_steps)
 
     def _plan_step_by_step(
         self, state: ReplicaState, start_s: float, max_steps: int
-    ) -> tuple[int, np.ndarray, np.ndarray]:
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """``_plan_kernel`` through ``cost_model.step`` (calibrated, pipelined or speculative models)."""
         decode, cost_model = state.decode, self.cost_model
         n, kv0 = len(decode), decode.num_kv_tokens
@@ -157,12 +160,16 @@ class RunPlanner:
             rows.append((state.index, t, d, n, 0, n, 0, used, cost.flops, cost.num_bytes))
             t = t + d
             end_s.append(t)
-        return len(end_s), np.array(end_s), np.array(rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+        ends = np.array(end_s)
+        gaps_s = np.zeros(len(ends))
+        gaps_s[1:] = ends[1:] - ends[:-1]
+        return len(ends), ends, gaps_s, np.array(rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
 
 
 @numba.njit(cache=True)
 def _plan_kernel(  # type: ignore[no-untyped-def]
     end_s,
+    gaps_s,
     rows,
     terms,
     num_seqs,
@@ -179,8 +186,8 @@ def _plan_kernel(  # type: ignore[no-untyped-def]
     """Up to ``max_steps`` decode steps priced as ``CostModel.step`` would, from ``start_s``: the first
     reads ``kv_tokens`` KV tokens, each adds ``num_seqs``; stops before a step (after the first) needing
     more new blocks than are free (step ``step + j`` needs ``hist[(1 - step - j) % block_size]``, as
-    ``DecodeSet.num_new_blocks_at``). Writes end times and step-log rows into ``end_s`` and ``rows``
-    (at least ``max_steps`` long); returns the number of steps."""
+    ``DecodeSet.num_new_blocks_at``). Writes end times, the gaps between them and step-log rows into
+    ``end_s``, ``gaps_s`` and ``rows`` (at least ``max_steps`` long); returns the number of steps."""
     fc, fm, ff, fb, fpp, qo, kvb, afs, bs, ovh, num_layers, tp = terms
     block_size = hist.size
     t = start_s
@@ -206,7 +213,9 @@ def _plan_kernel(  # type: ignore[no-untyped-def]
         rows[j, 7] = used_blocks
         rows[j, 8] = (ff + fa) * tp
         rows[j, 9] = (fb + ba) * tp
-        t = t + d
+        t_next = t + d
+        gaps_s[j] = t_next - t  # as DecodeSet.advance computes a gap: this end - the previous end
+        t = t_next
         end_s[j] = t
         count += 1
     return count
@@ -220,32 +229,31 @@ def apply_decode_run(
     rows = run.rows[:num_steps]
     kv.allocate(int(rows[-1, 7]) - kv.num_used_blocks)  # allocations only grow: the peak is the last
     steps.data.frombytes(rows.tobytes())
-    finished = _advance(state.decode, run.end_s, num_steps, itl)
+    finished = _advance(state.decode, run, num_steps, itl)
     for seq in finished:
         state.release(seq)
     return finished
 
 
-def _advance(decode: DecodeSet, end_s: list[float], num_steps: int, itl: ItlLog) -> list[Sequence]:
-    """The decode set after the steps ending at ``end_s[:num_steps]``; their gaps into ``itl``, in order.
+def _advance(decode: DecodeSet, run: DecodeRun, num_steps: int, itl: ItlLog) -> list[Sequence]:
+    """The decode set after the run's first ``num_steps`` steps; their gaps into ``itl``, in order.
 
     The first and last steps go through ``DecodeSet.advance`` (the first closes the gaps of members
     that joined since the last step, the last finishes members); in between every member continues and
     none finishes (the run ends at the first finish), so each step adds one gap shared by all members.
     """
     groups: list[tuple[float, int]] = []
-    ends = end_s[:num_steps]
-    finished = decode.advance(ends[0], groups)
+    finished = decode.advance(float(run.end_s[0]), groups)
     if num_steps > 1:
         assert not finished and decode.num_continuing == len(decode)
         _append(itl, groups)
         groups.clear()
-        inner = [ends[j] - ends[j - 1] for j in range(1, num_steps - 1)]  # the gaps steps 1 .. k-2 close
-        itl.gap_s.extend(inner)
-        itl.count.extend(array("q", [len(decode)]) * len(inner))
-        decode.step += len(inner)
-        decode.last_step_end_s = ends[-2]
-        finished = decode.advance(ends[-1], groups)
+        num_inner = num_steps - 2  # steps 1 .. k-2 close one gap each, shared by every member
+        itl.gap_s.frombytes(run.gaps_s[1 : num_steps - 1].tobytes())
+        itl.count.extend(array("q", [len(decode)]) * num_inner)
+        decode.step += num_inner
+        decode.last_step_end_s = float(run.end_s[num_steps - 2])
+        finished = decode.advance(float(run.end_s[num_steps - 1]), groups)
     _append(itl, groups)
     return finished
 

@@ -214,10 +214,10 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             run = planner.plan(state, env.now, run_steps)
             if run is not None:
                 interrupted = yield from _decode_run(cluster, state, run)
-                # an uninterrupted piece of a longer run: price the next piece twice as long
-                run_steps = (
-                    min(2 * run_steps, MAX_RUN_STEPS) if run.capped and not interrupted else FIRST_RUN_STEPS
-                )
+                if interrupted:  # a request arrived: start small again
+                    run_steps = FIRST_RUN_STEPS
+                elif run.capped:  # uninterrupted and cut only by the cap: price twice as far next time
+                    run_steps = min(2 * run_steps, MAX_RUN_STEPS)
                 continue
         run_steps = FIRST_RUN_STEPS
         cost = cost_model.step(plan.shape())
