@@ -54,6 +54,8 @@ _ROW_COLUMNS = (
     "flops",
     "num_bytes",
 )
+# _plan_kernel writes rows with these indices as literals, not as globals: numba's on-disk cache would
+# keep stale global constants if records.py reordered its columns. This check catches that instead.
 assert STEP_COLUMNS == _ROW_COLUMNS, "decode runs write step rows in this column order (_plan_kernel)"
 
 
@@ -158,7 +160,7 @@ class RunPlanner:
             used += need
             cost = cost_model.step(BatchShape(0, 0, 0.0, 0, n, kv0 + j * n, n))
             d = cost.time_s + self.overhead_s
-            rows.append((state.index, t, d, n, 0, n, 0, used, cost.flops, cost.num_bytes))
+            rows.append((state.index, t, d, n, 0, n, 0, used, cost.flops, cost.num_bytes))  # STEP_COLUMNS
             t = t + d
             end_s.append(t)
         ends = np.array(end_s)

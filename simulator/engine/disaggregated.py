@@ -221,16 +221,6 @@ def run_pools(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
             raise SimulatorError(f"requests were left on replica {state.index} at the end of the run")
     if pools.pending:
         raise SimulatorError(f"{len(pools.pending)} KV handoffs found no decode replica")
-    return RunRecords(
-        requests=cluster.log,
-        steps=cluster.steps,
-        itl=cluster.itl,
-        num_replicas=len(cluster.replicas),
-        num_kv_blocks=resolved.memory.num_kv_blocks,
-        kv_peak_used_blocks=[s.kv.peak_used_blocks for s in cluster.replicas],
-        prefix_tokens=sum(s.kv.prefixes.num_prefix_tokens for s in cluster.replicas if s.kv.prefixes),
-        prefix_hit_tokens=sum(s.kv.prefixes.num_hit_tokens for s in cluster.replicas if s.kv.prefixes),
-        end_s=float(env.now),
-        transfers=pools.log,
-        kv_blocks_by_replica=[s.kv.num_blocks for s in cluster.replicas],
+    return cluster.records(
+        transfers=pools.log, kv_blocks_by_replica=[s.kv.num_blocks for s in cluster.replicas]
     )

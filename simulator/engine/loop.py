@@ -90,6 +90,23 @@ class _Cluster:
         follow_up = requests.is_follow_up
         self.follow_up = None if follow_up is None else follow_up.tolist()
 
+    def records(self, **extra: Any) -> RunRecords:
+        """What the run recorded (call once the environment has run out of events); ``extra``: more
+        ``RunRecords`` fields (the disaggregated pools' transfers)."""
+        replicas = self.replicas
+        return RunRecords(
+            requests=self.log,
+            steps=self.steps,
+            itl=self.itl,
+            num_replicas=len(replicas),
+            num_kv_blocks=self.resolved.memory.num_kv_blocks,
+            kv_peak_used_blocks=[s.kv.peak_used_blocks for s in replicas],
+            prefix_tokens=sum(s.kv.prefixes.num_prefix_tokens for s in replicas if s.kv.prefixes),
+            prefix_hit_tokens=sum(s.kv.prefixes.num_hit_tokens for s in replicas if s.kv.prefixes),
+            end_s=float(self.env.now),
+            **extra,
+        )
+
     def submit(self, request_id: int) -> None:
         """Issue one request now: reject it with its reason, or route it to a replica."""
         log = self.log
@@ -322,14 +339,4 @@ def run_engine(
         for seq in state.running():
             if seq.status is not SeqStatus.FINISHED:  # only a policy bug leaves work behind
                 raise SimulatorError(f"request {seq.request_id} was left running on replica {state.index}")
-    return RunRecords(
-        requests=cluster.log,
-        steps=cluster.steps,
-        itl=cluster.itl,
-        num_replicas=len(cluster.replicas),
-        num_kv_blocks=resolved.memory.num_kv_blocks,
-        kv_peak_used_blocks=[s.kv.peak_used_blocks for s in cluster.replicas],
-        prefix_tokens=sum(s.kv.prefixes.num_prefix_tokens for s in cluster.replicas if s.kv.prefixes),
-        prefix_hit_tokens=sum(s.kv.prefixes.num_hit_tokens for s in cluster.replicas if s.kv.prefixes),
-        end_s=float(env.now),
-    )
+    return cluster.records()
