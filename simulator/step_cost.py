@@ -49,7 +49,6 @@ table (measured efficiency by op class, bound and size); FLOPs, bytes and comm a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from simulator.config import LayoutConfig, PrecisionConfig
 from simulator.decode_pricing import DecodeRunTerms
@@ -64,6 +63,9 @@ from simulator.parallel.layout import validate_layout
 from simulator.precision import bytes_per_element
 from simulator.step_attention import AttentionKernels
 from simulator.step_layers import LayerWork, Pricer, build_layer_work
+from simulator.step_shape import ZERO_COST
+from simulator.step_shape import BatchShape as BatchShape  # re-exported: the engine's and users' import
+from simulator.step_shape import StepCost as StepCost
 
 EMBEDDING_DTYPE = "bf16"
 """Storage format of the embedding table and the LM head, whatever ``precision.weights`` is."""
@@ -75,35 +77,6 @@ WEIGHT_ONLY_COMPUTE_FRAC = 0.85
 fused kernels (Marlin, Frantar et al. 2024, arXiv:2408.11743) hide dequantization while memory-bound and
 reach near-ideal speed-ups only up to batch 16-32; when compute-bound the conversion competes with the
 MMA issue slots. 0.85 is an order-of-magnitude choice, not a fit; calibrate per kernel if it matters."""
-
-
-class BatchShape(NamedTuple):
-    """Aggregated token counts of one step (all the cost model needs).
-
-    A NamedTuple rather than a frozen dataclass: the engine builds one per simulated step, and a
-    tuple is built ~5x faster.
-    """
-
-    num_prefill_tokens: int = 0  # prompt tokens computed this step, all chunks together
-    num_prefill_seqs: int = 0  # sequences with a prefill chunk in this step
-    prefill_attn_pairs: float = 0.0  # sum over chunks of c*p + c*(c+1)/2 (query-key pairs, causal)
-    prefill_kv_tokens: int = 0  # sum over chunks of p + c (KV tokens each chunk reads)
-    num_decode_tokens: int = 0  # decoding sequences (one new token each)
-    decode_kv_tokens: int = 0  # sum over decoding sequences of their KV length
-    num_logit_tokens: int = 0  # tokens that produce logits (decodes + prefills finishing their prompt)
-
-
-class StepCost(NamedTuple):
-    """What one step costs on a replica (a NamedTuple, built once per simulated step)."""
-
-    time_s: float  # step wall time on the replica: ops + overheads + communication (no scheduler CPU time)
-    compute_s: float  # the operator part
-    comm_s: float  # TP all-reduces, EP all-to-alls, PP sends (not overlapped with compute)
-    flops: float  # FLOPs of the step, whole replica (all GPUs)
-    num_bytes: float  # HBM bytes moved, whole replica
-
-
-ZERO_COST = StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def compute_dtype_for(hardware: HardwareProfile, weights_dtype: str) -> str:
