@@ -82,6 +82,27 @@ def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
     _assert_identical(step, fast)
 
 
+@pytest.mark.usefixtures("run_pricing")
+def test_fast_mode_equals_step_mode_with_a_kv_aware_router() -> None:
+    # least_kv reads every replica's occupancy at each arrival, in the middle of other replicas' runs:
+    # they allocate the blocks of the steps begun so far first (_ActiveRun.sync_kv).
+    data = {
+        "model": "llama-3.1-8b",
+        "layout": {"dp": 3},
+        "scheduler": {"router": "least_kv", "gpu_memory_utilization": 0.3, "block_size": 4},
+        "workload": {
+            "arrival": "poisson",
+            "rate_per_s": 12.0,
+            "num_requests": 200,
+            "input_tokens": {"dist": "uniform", "low": 50, "high": 1500},
+            "output_tokens": {"dist": "uniform", "low": 20, "high": 300},
+        },
+    }
+    step, fast = _both_modes(data)
+    assert fast.summary()["num_steps"] > 1000  # long enough for runs to be cut mid-way
+    _assert_identical(step, fast)
+
+
 @pytest.mark.parametrize("policy", ["vllm", "sarathi"])
 def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
     # Urgent chats arriving while a batch backlog decodes: runs are cut by arrivals that preempt.

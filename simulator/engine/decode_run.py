@@ -77,6 +77,10 @@ class DecodeRun:
         """When the run's first ``num_steps`` steps have ended."""
         return float(self.end_s[num_steps - 1])
 
+    def kv_used_after(self, num_steps: int) -> int:
+        """KV blocks the replica holds once the run's first ``num_steps`` steps have begun."""
+        return int(self.rows[num_steps - 1, 7])  # kv_used_blocks
+
     def steps_begun_by(self, now_s: float) -> int:
         """The steps that ended before ``now_s`` plus the one in progress at ``now_s``."""
         return bisect_left(self.end_s, now_s) + 1
@@ -229,9 +233,8 @@ def apply_decode_run(
 ) -> list[Sequence]:
     """Apply the run's first ``num_steps`` steps: allocate, log, advance the decode set; return finishers."""
     kv = state.kv
-    rows = run.rows[:num_steps]
-    kv.allocate(int(rows[-1, 7]) - kv.num_used_blocks)  # allocations only grow: the peak is the last
-    steps.data.frombytes(rows.tobytes())
+    kv.allocate(run.kv_used_after(num_steps) - kv.num_used_blocks)  # allocations only grow: peak = last
+    steps.data.frombytes(run.rows[:num_steps].tobytes())
     finished = _advance(state.decode, run, num_steps, itl)
     for seq in finished:
         state.release(seq)

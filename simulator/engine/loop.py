@@ -67,6 +67,7 @@ class _Cluster:
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
         self.active_runs: list[_ActiveRun | None] = [None] * len(self.replicas)
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
+        self.kv_aware_router = sched.router in KV_AWARE_ROUTERS
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
         self.log.class_id = requests.class_id
         self.log.class_names = requests.class_names
@@ -128,6 +129,10 @@ class _Cluster:
         if self.prefix_id is not None and self.prefix_tokens is not None:
             seq.prefix_id = self.prefix_id[request_id]
             seq.prefix_tokens = self.prefix_tokens[request_id]
+        if self.kv_aware_router:
+            for active in self.active_runs:
+                if active is not None:
+                    active.sync_kv(now)
         candidates = self.replicas if self.routable is None else self.routable
         index = candidates[self.resolved.router(self.router_ctx, candidates, seq)].index
         self.replicas[index].enqueue(seq)
@@ -199,9 +204,7 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     policy = resolved.policy
     cost_model = resolved.cost
     overhead_s = sched.step_overhead_s
-    decode_runs = (
-        sched.fast_mode and sched.policy in DECODE_RUN_POLICIES and sched.router not in KV_AWARE_ROUTERS
-    )
+    decode_runs = sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
     itl, kv = cluster.itl, state.kv
     log_step = cluster.steps.data.extend
     # swap preemption: every GPU copies its shard of a token's KV over its own host link
@@ -280,10 +283,17 @@ def _wait_for_batch(
 class _ActiveRun:
     """A decode run in progress on a replica: the event that ends it, and how many steps it keeps."""
 
-    __slots__ = ("num_steps", "run", "wake")
+    __slots__ = ("kv", "num_steps", "run", "wake")
 
-    def __init__(self, run: DecodeRun, wake: simpy.Event) -> None:
-        self.run, self.wake, self.num_steps = run, wake, run.num_steps
+    def __init__(self, run: DecodeRun, wake: simpy.Event, kv: BlockManager) -> None:
+        self.run, self.wake, self.num_steps, self.kv = run, wake, run.num_steps, kv
+
+    def sync_kv(self, now_s: float) -> None:
+        """Allocate the blocks of the steps begun by ``now_s``, as the step-by-step loop would have (a
+        KV-aware router is about to read the replica's occupancy; the run allocates the rest when applied)."""
+        used = self.run.kv_used_after(min(self.run.steps_begun_by(now_s), self.num_steps))
+        if used > self.kv.num_used_blocks:
+            self.kv.allocate(used - self.kv.num_used_blocks)
 
     def cut(self, env: Environment) -> None:
         """A request was routed here: the run ends with the step in progress now."""
@@ -297,7 +307,7 @@ def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Gener
     """Wait for the run's end, or, when a request is routed here meanwhile, for the end of the step in
     progress at its arrival (``_ActiveRun.cut``); apply the steps that ended. Returns whether it was cut."""
     env = cluster.env
-    active = _ActiveRun(run, env.timeout_at(run.end_of(run.num_steps)))
+    active = _ActiveRun(run, env.timeout_at(run.end_of(run.num_steps)), state.kv)
     cluster.active_runs[state.index] = active
     yield active.wake
     cluster.active_runs[state.index] = None

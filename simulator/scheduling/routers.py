@@ -96,7 +96,7 @@ ROUTERS: dict[str, Router] = {
 
 
 # Routers that read replicas' KV occupancy. The engine's decode runs allocate a run's blocks when the run
-# ends, so with these routers it steps one event at a time (exactness over speed).
+# is applied, so before these routers read, it allocates the blocks of the steps begun so far.
 KV_AWARE_ROUTERS = frozenset({"least_kv"})
 
 
