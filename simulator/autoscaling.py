@@ -16,19 +16,54 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from simulator.capacity import CostInputs, request_slo_met
 from simulator.capacity.cost import EXAMPLE_CLOUD_USD_PER_GPU_HOUR
 from simulator.config import RateProfile, Scenario
+from simulator.datafiles import read_yaml_mapping
 from simulator.engine.autoscale import AutoscalerConfig, ScaleLog, run_autoscaled
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, describe_validation_error
 from simulator.metrics.classes import class_slos
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult
 from simulator.workload import build_workload
+
+DEFAULT_AUTOSCALERS: dict[str, dict[str, Any]] = {"fixed": {"policy": "fixed"}, "reactive": {}}
+"""The comparison ``load_autoscalers(None)`` gives: every replica all the time vs the reactive defaults."""
+
+
+def load_autoscalers(source: str | Path | Mapping[str, Any] | None) -> dict[str, AutoscalerConfig]:
+    """Named autoscalers from a YAML file or a mapping of name -> ``AutoscalerConfig`` settings
+    (None: ``DEFAULT_AUTOSCALERS``). A bad entry raises ConfigError naming ``policies.<name>``."""
+    if source is None:
+        data: Mapping[str, Any] = DEFAULT_AUTOSCALERS
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError("--policies", str(path), "no such file; give a YAML of name: {policy: ...}")
+        data = read_yaml_mapping(path, "autoscaler policies")
+    if not data:
+        raise ConfigError("policies", dict(data), "at least one autoscaler, e.g. fixed: {policy: fixed}")
+    configs = {}
+    for name, settings in data.items():
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"policies.{name}", settings, "a mapping of AutoscalerConfig settings")
+        try:
+            configs[str(name)] = AutoscalerConfig.model_validate(dict(settings))
+        except ValidationError as exc:
+            known = ", ".join(AutoscalerConfig.model_fields)
+            raise ConfigError(
+                f"policies.{name}", dict(settings), f"{describe_validation_error(exc)} (keys: {known})"
+            ) from None
+    return configs
 
 
 def predictive_schedule(

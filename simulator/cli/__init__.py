@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+import simulator.cli.autoscale  # registers `trilemma autoscale`
 import simulator.cli.calibrate  # registers `trilemma calibrate`
 import simulator.cli.study  # registers `trilemma curve`, `knee`, `compare`
 import simulator.cli.sweep  # registers `trilemma sweep`

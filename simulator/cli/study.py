@@ -1,4 +1,5 @@
-"""``trilemma curve | knee | compare``: what-if studies printed as tables, written as CSV and HTML."""
+"""``trilemma curve | knee | compare``: what-if studies printed as tables, written as CSV and HTML (and the
+scenario loading and table printing ``trilemma autoscale`` shares)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ CostSetOpt = Annotated[
 ]
 
 
-def _load(path: Path | None, set_: list[str] | None) -> Scenario:
+def load_scenario(path: Path | None, set_: list[str] | None) -> Scenario:
     overrides = parse_overrides(set_ or [])
     return Scenario.from_yaml(path, overrides) if path else Scenario.default(overrides)
 
@@ -54,6 +55,15 @@ _LABELS = {
     "output_tok_s_per_gpu": "tok/s/GPU",
     "cost_usd_per_mtok": "$/Mtok",
     "output_tok_s_per_w": "tok/s/W",
+    "replica_hours": "replica-h",
+    "gpu_hours": "GPU-h",
+    "cost_usd": "$",
+    "saved_frac": "saved",
+    "saved_usd": "saved $",
+    "slo_attainment_frac": "SLO met",
+    "num_completed": "done",
+    "num_requests": "requests",
+    "min_paid_replicas": "min replicas",
 }
 
 
@@ -74,7 +84,7 @@ def _fmt(value: Any, key: str) -> str:
     return f"{value:,.3g}" if isinstance(value, float) else f"{value:,}"
 
 
-def _print_frame(frame: pd.DataFrame, title: str, columns: list[str]) -> None:
+def print_frame(frame: pd.DataFrame, title: str, columns: list[str]) -> None:
     table = Table(title=title + "  (times in ms, fractions in %)", header_style="bold")
     shown = [c for c in columns if c in frame]
     for col in shown:
@@ -126,9 +136,9 @@ def curve_command(
 ) -> None:
     """Latency and throughput against offered load: the scenario at each rate of --rates."""
     rate_list = parse_rates(rates)
-    sc = _load(scenario, set_)
+    sc = load_scenario(scenario, set_)
     frame = curve(sc, rate_list, duration_s=duration)
-    _print_frame(frame, f"{sc.name}: latency-load curve", _CURVE_COLUMNS)
+    print_frame(frame, f"{sc.name}: latency-load curve", _CURVE_COLUMNS)
     if csv is not None:
         frame.to_csv(csv, index=False)
     if report is not None:
@@ -153,7 +163,7 @@ def knee_command(
 ) -> None:
     """The highest arrival rate that meets the scenario's SLO (slo.*_p99_s, slo.goodput_frac)."""
     inputs = CostInputs.from_yaml(cost, parse_overrides(cost_set or []))
-    sc = _load(scenario, set_)
+    sc = load_scenario(scenario, set_)
     plan = plan_capacity(
         sc,
         peak_rate_per_s=peak_rate,
@@ -165,7 +175,7 @@ def knee_command(
     )
     knee = plan.knee
     frame = knee.checks_frame()
-    _print_frame(frame, f"{sc.name}: knee search", list(frame.columns))
+    print_frame(frame, f"{sc.name}: knee search", list(frame.columns))
     lines = plan.lines()
     for line in lines:
         Console().print(line, highlight=False)
@@ -188,14 +198,14 @@ def compare_command(
     inputs = CostInputs.from_yaml(cost, parse_overrides(cost_set or []))
     loaded: list[Scenario] = []
     for index, path in enumerate(scenarios):
-        sc = _load(path, set_)
+        sc = load_scenario(path, set_)
         if sc.name == "scenario" or sc.name in {s.name for s in loaded}:
             sc = sc.with_updates({"name": f"{path.stem}" if sc.name == "scenario" else f"{sc.name}-{index}"})
         loaded.append(sc)
     frame = compare(loaded, cost_inputs=inputs, latency_key=latency)
     columns = ["name", "hardware", "num_gpus", "output_tok_s_per_gpu", "ttft_p99_s", "itl_p99_s"]
     columns += [latency, "cost_usd_per_mtok", "output_tok_s_per_w", "pareto"]
-    _print_frame(frame, "comparison", list(dict.fromkeys(columns)))
+    print_frame(frame, "comparison", list(dict.fromkeys(columns)))
     if csv is not None:
         frame.to_csv(csv, index=False)
     if report is not None:
