@@ -30,7 +30,7 @@ def decode_attention_terms(
     """Spec-only decode attention of all layers: (seconds, FLOPs, bytes) per GPU.
 
     The single source of this formula: ``CostModel._forward`` calls it per step, and
-    ``price_decode_run`` runs the same function compiled."""
+    ``simulator.engine.decode_run._plan_kernel`` runs the same function compiled."""
     f = flops_per_pair * kv_tokens * scale
     b = (q_o_bytes_per_token * num_seqs + kv_bytes_per_kv_token * kv_tokens) * scale
     c, m = f * attn_flops_s, b * bytes_s

@@ -25,7 +25,7 @@ import simpy
 
 from simulator.disaggregation import ResolvedPool, ResolvedPools, pick_decode_replica
 from simulator.engine.clock import Environment, Late
-from simulator.engine.loop import _arrivals, _Cluster
+from simulator.engine.loop import _Cluster
 from simulator.engine.records import RunRecords, TransferLog
 from simulator.errors import SimulatorError
 from simulator.kv_cache import BlockManager
@@ -208,12 +208,7 @@ def run_pools(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
     for pool, prefill in ((resolved.pools.prefill, True), (resolved.pools.decode, False)):
         for index in pool.replica_indices:
             env.process(_replica(pools, pool, cluster.replicas[index], prefill))
-    if cluster.closed_loop:
-        assert requests.closed_loop_clients is not None
-        for _ in range(min(requests.closed_loop_clients, len(requests))):
-            cluster.issue_next()
-    else:
-        env.process(_arrivals(cluster, requests))
+    cluster.start_traffic(requests)
     env.run()
     for state in cluster.replicas:
         left = [s for s in state.running() if s.status is not SeqStatus.FINISHED] + list(state.waiting)

@@ -18,9 +18,7 @@ from simulator.engine.clock import Environment, Late
 from simulator.engine.decode_run import (
     FIRST_RUN_STEPS,
     MAX_RUN_STEPS,
-    DecodeRun,
     RunPlanner,
-    apply_decode_run,
 )
 from simulator.engine.records import (
     STATUS_FINISHED,
@@ -30,6 +28,7 @@ from simulator.engine.records import (
     RunRecords,
     StepLog,
 )
+from simulator.engine.waits import ActiveRun, wait_for_batch, wait_for_run
 from simulator.errors import ConfigError, SimulatorError
 from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario, rejection_reasons
@@ -65,7 +64,7 @@ class _Cluster:
         self.prefix_id = None if requests.prefix_id is None else requests.prefix_id.tolist()
         self.prefix_tokens = None if requests.prefix_tokens is None else requests.prefix_tokens.tolist()
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
-        self.active_runs: list[_ActiveRun | None] = [None] * len(self.replicas)
+        self.active_runs: list[ActiveRun | None] = [None] * len(self.replicas)
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
         self.kv_aware_router = sched.router in KV_AWARE_ROUTERS
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
@@ -107,6 +106,15 @@ class _Cluster:
             end_s=float(self.env.now),
             **extra,
         )
+
+    def start_traffic(self, requests: RequestTable) -> None:
+        """Issue the first requests: the closed loop's clients at once, or start the arrival process."""
+        if self.closed_loop:
+            assert requests.closed_loop_clients is not None
+            for _ in range(min(requests.closed_loop_clients, len(requests))):
+                self.issue_next()
+        else:
+            self.env.process(_arrivals(self, requests))
 
     def submit(self, request_id: int) -> None:
         """Issue one request now: reject it with its reason, or route it to a replica."""
@@ -223,7 +231,7 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
         state.now_s = env.now
         plan = policy(state)
         if plan.is_empty and plan.wait_until_s is not None:  # e.g. a static batch filling up
-            yield from _wait_for_batch(cluster, state, plan.wait_until_s)
+            yield from wait_for_batch(cluster, state, plan.wait_until_s)
             continue
         if plan.is_empty:
             raise SimulatorError(
@@ -233,7 +241,7 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
         if decode_runs and plan.decode and not plan.prefills and not plan.preempted:
             run = planner.plan(state, env.now, run_steps)
             if run is not None:
-                interrupted = yield from _decode_run(cluster, state, run)
+                interrupted = yield from wait_for_run(cluster, state, run)
                 if interrupted:  # a request arrived: start small again
                     run_steps = FIRST_RUN_STEPS
                 elif run.capped:  # uninterrupted and cut only by the cap: price twice as far next time
@@ -268,54 +276,6 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
             cluster.finish(seq)
 
 
-def _wait_for_batch(
-    cluster: _Cluster, state: ReplicaState, until_s: float
-) -> Generator[simpy.Event, Any, None]:
-    """Sleep until ``until_s`` or until a request is routed here, whichever comes first."""
-    env = cluster.env
-    arrival = env.event()
-    cluster.wakeups[state.index] = arrival
-    yield env.timeout_at(max(until_s, env.now)) | arrival
-    if not arrival.triggered:
-        cluster.wakeups[state.index] = None
-
-
-class _ActiveRun:
-    """A decode run in progress on a replica: the event that ends it, and how many steps it keeps."""
-
-    __slots__ = ("kv", "num_steps", "run", "wake")
-
-    def __init__(self, run: DecodeRun, wake: simpy.Event, kv: BlockManager) -> None:
-        self.run, self.wake, self.num_steps, self.kv = run, wake, run.num_steps, kv
-
-    def sync_kv(self, now_s: float) -> None:
-        """Allocate the blocks of the steps begun by ``now_s``, as the step-by-step loop would have (a
-        KV-aware router is about to read the replica's occupancy; the run allocates the rest when applied)."""
-        used = self.run.kv_used_after(min(self.run.steps_begun_by(now_s), self.num_steps))
-        if used > self.kv.num_used_blocks:
-            self.kv.allocate(used - self.kv.num_used_blocks)
-
-    def cut(self, env: Environment) -> None:
-        """A request was routed here: the run ends with the step in progress now."""
-        num_steps = self.run.steps_begun_by(env.now)
-        if num_steps < self.num_steps:
-            self.num_steps = num_steps
-            env.reschedule(self.wake, self.run.end_of(num_steps))
-
-
-def _decode_run(cluster: _Cluster, state: ReplicaState, run: DecodeRun) -> Generator[simpy.Event, Any, bool]:
-    """Wait for the run's end, or, when a request is routed here meanwhile, for the end of the step in
-    progress at its arrival (``_ActiveRun.cut``); apply the steps that ended. Returns whether it was cut."""
-    env = cluster.env
-    active = _ActiveRun(run, env.timeout_at(run.end_of(run.num_steps)), state.kv)
-    cluster.active_runs[state.index] = active
-    yield active.wake
-    cluster.active_runs[state.index] = None
-    for seq in apply_decode_run(state, run, active.num_steps, cluster.steps, cluster.itl):
-        cluster.finish(seq)
-    return active.num_steps < run.num_steps
-
-
 def run_engine(
     resolved: ResolvedScenario,
     requests: RequestTable,
@@ -338,12 +298,7 @@ def run_engine(
         control(cluster)
     for state in cluster.replicas:
         env.process(_replica(cluster, state))
-    if cluster.closed_loop:
-        assert requests.closed_loop_clients is not None
-        for _ in range(min(requests.closed_loop_clients, len(requests))):
-            cluster.issue_next()
-    else:
-        env.process(_arrivals(cluster, requests))
+    cluster.start_traffic(requests)
     env.run()
     for state in cluster.replicas:
         for seq in state.running():
