@@ -15,6 +15,7 @@ import yaml
 from simulator import ConfigError, Scenario, resolve, simulate
 from simulator.cli import main
 from simulator.disaggregation import pick_decode_replica
+from simulator.engine import decode_run
 from simulator.kv_cache import BlockManager
 from simulator.model.costs import causal_pairs
 from simulator.scheduling.sequence import Sequence
@@ -161,11 +162,40 @@ def test_disaggregation_removes_prefill_interference_from_the_itl() -> None:
     assert 0 < split["prefill_pool.gpu_busy_frac"] < 1 and 0 < split["decode_pool.gpu_busy_frac"] < 1
 
 
-def test_fast_mode_is_not_used_by_pools_and_changes_nothing() -> None:
-    data = BASE | {"disaggregation": {}, "workload": {"num_requests": 40, "rate_per_s": 20}}
+def test_fast_mode_decodes_in_runs_on_the_decode_pool_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two prefill and two decode replicas short of KV blocks: handoffs wait, landings and placements cut
+    # decode runs, preemptions happen; fast mode must still give the step-by-step tables exactly.
+    data = BASE | {
+        "disaggregation": {"prefill": {"num_replicas": 2}, "decode": {"num_replicas": 2}},
+        "scheduler": {"gpu_memory_utilization": 0.25, "block_size": 4, "max_num_seqs": 16},
+        "workload": {
+            "rate_per_s": 40,
+            "num_requests": 150,
+            "input_tokens": {"dist": "uniform", "low": 100, "high": 3000},
+            "output_tokens": {"dist": "uniform", "low": 10, "high": 400},
+        },
+        "seed": 4,
+    }
+    runs: list[int] = []
+    plan = decode_run.RunPlanner.plan
+
+    def counting_plan(self: decode_run.RunPlanner, *args: Any) -> decode_run.DecodeRun | None:
+        run = plan(self, *args)
+        if run is not None:
+            runs.append(run.num_steps)
+        return run
+
+    monkeypatch.setattr(decode_run.RunPlanner, "plan", counting_plan)
     fast = simulate(Scenario.from_dict(data))
+    assert len(runs) > 50  # the decode pool did decode in runs
+    runs.clear()
     slow = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
-    assert fast.requests.equals(slow.requests) and fast.steps.equals(slow.steps)
+    assert not runs
+    assert fast.summary()["num_kv_waits"] > 0 and fast.summary()["num_preemptions"] > 0
+    pd.testing.assert_frame_equal(fast.requests, slow.requests)
+    pd.testing.assert_frame_equal(fast.steps, slow.steps)
 
 
 def test_cli_runs_pools_and_writes_the_transfer_columns(tmp_path: Path) -> None:
@@ -181,3 +211,31 @@ def test_cli_runs_pools_and_writes_the_transfer_columns(tmp_path: Path) -> None:
     assert requests["replica"].isin([1, 2]).all() and (requests["prefill_replica"] == 0).all()
     assert Scenario.from_yaml(tmp_path / "out" / "scenario.yaml").disaggregation is not None
     assert main([*args, "--set", "scheduler.policy=static"]) == 2  # a readable error, no traceback
+
+
+def test_decoders_preempted_for_a_prompt_that_still_waits_are_logged() -> None:
+    # Found by hypothesis: on a decode replica, an urgent (recomputing) prompt preempted the batch
+    # decoders and still did not fit (blocks reserved for a transfer): the plan computed nothing, so no
+    # step logged the preemption. It is now counted in the replica's next step.
+    chat = {"name": "chat", "priority": 0, "rate_per_s": 140.0, "num_requests": 6}
+    chat |= {"input_tokens": {"dist": "uniform", "low": 211, "high": 410}}
+    chat |= {"output_tokens": {"dist": "uniform", "low": 1, "high": 91}}
+    batch = {"name": "batch", "priority": 1, "arrival": "burst", "num_requests": 2}
+    data = BASE | {
+        "disaggregation": {"prefill": {"num_replicas": 2}, "decode": {"num_replicas": 1}},
+        "scheduler": {
+            "max_num_seqs": 2,
+            "max_num_batched_tokens": 32,
+            "block_size": 32,
+            "gpu_memory_utilization": 0.2158900096,
+            "prefix_caching": True,
+        },
+        "workload": {"classes": [chat, batch]},
+        "seed": 3884,
+    }
+    for fast_mode in (True, False):
+        result = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": fast_mode}))
+        summary = result.summary()
+        assert summary["num_preemptions"] > 0
+        assert summary["num_preemptions"] == result.requests["num_preemptions"].sum()
+        assert summary["num_preemptions"] == result.steps["num_preempted"].sum()

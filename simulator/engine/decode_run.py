@@ -77,6 +77,11 @@ class DecodeRun:
         """When the run's first ``num_steps`` steps have ended."""
         return float(self.end_s[num_steps - 1])
 
+    @property
+    def start_used_blocks(self) -> int:
+        """KV blocks the replica held when the run was planned (its first step allocates none)."""
+        return int(self.rows[0, 7])
+
     def kv_used_after(self, num_steps: int) -> int:
         """KV blocks the replica holds once the run's first ``num_steps`` steps have begun."""
         return int(self.rows[num_steps - 1, 7])  # kv_used_blocks
@@ -229,11 +234,17 @@ def _plan_kernel(  # type: ignore[no-untyped-def]
 
 
 def apply_decode_run(
-    state: ReplicaState, run: DecodeRun, num_steps: int, steps: StepLog, itl: ItlLog
+    state: ReplicaState,
+    run: DecodeRun,
+    num_steps: int,
+    steps: StepLog,
+    itl: ItlLog,
+    already_allocated: int = 0,
 ) -> list[Sequence]:
-    """Apply the run's first ``num_steps`` steps: allocate, log, advance the decode set; return finishers."""
+    """Apply the run's first ``num_steps`` steps: allocate (less the ``already_allocated`` blocks of its
+    steps begun earlier), log, advance the decode set; return the finished sequences."""
     kv = state.kv
-    kv.allocate(run.kv_used_after(num_steps) - kv.num_used_blocks)  # allocations only grow: peak = last
+    kv.allocate(run.kv_used_after(num_steps) - run.start_used_blocks - already_allocated)
     steps.data.frombytes(run.rows[:num_steps].tobytes())
     finished = _advance(state.decode, run, num_steps, itl)
     for seq in finished:

@@ -10,8 +10,12 @@ which adds it to its decode set at its next plan. The prefill replica holds the 
 the KV has landed. The transfer therefore delays the request's second token, not its first.
 
 Decode replicas only decode, except a sequence they preempt, which they recompute (or swap) themselves.
-Both pools step one event per step (``scheduler.fast_mode`` does not apply). Replicas are numbered
-prefill first; ``RunRecords.transfers`` holds the per-request handoff times.
+In fast mode they decode in runs (``simulator.engine.decode_run``) while no handoff is waiting: a
+landing cuts the run of its target at the step in progress, a placement first brings every decoder's
+occupancy up to now (``ActiveRun.sync_kv``) and cuts the run of the one whose blocks it takes, and a
+handoff that must wait cuts every run (it is retried after every decode step, as step by step).
+Prefill replicas step one event per step. Replicas are numbered prefill first; ``RunRecords.transfers``
+holds the per-request handoff times.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ import simpy
 
 from simulator.disaggregation import ResolvedPool, ResolvedPools, pick_decode_replica
 from simulator.engine.clock import Environment, Late
+from simulator.engine.decode_run import FIRST_RUN_STEPS, MAX_RUN_STEPS, RunPlanner
 from simulator.engine.loop import _Cluster
 from simulator.engine.records import RunRecords, TransferLog
+from simulator.engine.waits import wait_for_run
 from simulator.errors import SimulatorError
 from simulator.kv_cache import BlockManager
 from simulator.resolve import ResolvedScenario
+from simulator.scheduling.policies import DECODE_RUN_POLICIES
 from simulator.scheduling.sequence import SeqStatus, Sequence
 from simulator.scheduling.state import ReplicaState, apply_step
 from simulator.workload import RequestTable
@@ -74,7 +81,10 @@ class _Pools:
         self.log = TransferLog.empty(len(cluster.log.arrival_s))
 
     def wake(self, state: ReplicaState) -> None:
-        """Wake a replica sleeping for work."""
+        """Wake a replica sleeping for work; a decode run in progress ends with its current step."""
+        active = self.cluster.active_runs[state.index]
+        if active is not None:
+            active.cut(self.cluster.env)
         wakeup = self.cluster.wakeups[state.index]
         if wakeup is not None:
             self.cluster.wakeups[state.index] = None
@@ -90,15 +100,27 @@ class _Pools:
     def place(self) -> None:
         """Start the transfers of queued handoffs, FCFS, while a decode replica has blocks for the head."""
         env = self.cluster.env
+        active_runs = self.cluster.active_runs
         while self.pending:
+            for decoder in self.decoders:  # occupancy as of now, also on replicas in a decode run
+                active = active_runs[decoder.index]
+                if active is not None:
+                    active.sync_kv(env.now)
             handoff = self.pending[0]
             target = pick_decode_replica(self.decoders, handoff.seq.num_computed_tokens, self.num_incoming)
-            if target is None:
+            if target is None:  # it waits, retried after every decode step: no decode runs meanwhile
+                for decoder in self.decoders:
+                    active = active_runs[decoder.index]
+                    if active is not None:
+                        active.cut(env)
                 return
             self.pending.popleft()
             seq, source = handoff.seq, handoff.source
             num_blocks = target.kv.blocks_for(seq.num_computed_tokens)
             target.kv.allocate(num_blocks)
+            active = active_runs[target.index]
+            if active is not None:  # its next steps see fewer free blocks: the run ends with this step
+                active.cut(env)
             self.num_incoming[target.index] += 1
             start_s = max(env.now, self.link_free_s[source.index], self.link_free_s[target.index])
             sent_s = start_s + self.transfer.busy_s(seq.num_computed_tokens)
@@ -148,6 +170,11 @@ def _replica(
     overhead_s = cluster.resolved.scenario.scheduler.step_overhead_s
     swap_s_per_token = pool.memory.kv_bytes_per_token_per_gpu / pool.hardware.host_link_bandwidth_bytes_per_s
     landed = pools.landed[state.index]
+    sched = cluster.resolved.scenario.scheduler
+    decode_runs = not prefill and sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
+    planner = RunPlanner(pool.cost, overhead_s)
+    run_steps = FIRST_RUN_STEPS
+    preempted_unlogged = 0
     while True:
         while not state.has_work and not landed:  # a landing wakes its prefill replica too
             yield from _sleep(cluster, state)
@@ -161,12 +188,32 @@ def _replica(
         if plan.is_empty:
             # blocks held by handoffs from here, or reserved for transfers to here: wait for a landing
             if pools.num_outgoing[state.index] or pools.num_incoming[state.index]:
+                # decoders preempted for an urgent prompt that still does not fit: they are counted in
+                # the replica's next logged step, which computes no decode run
+                preempted_unlogged += len(plan.preempted)
                 yield from _sleep(cluster, state)
                 continue
             raise SimulatorError(
                 f"replica {state.index}: policy planned an empty step with {len(state.waiting)} requests "
                 f"waiting and {state.kv.num_free_blocks} free KV blocks"
             )
+        if (
+            decode_runs
+            and not pools.pending
+            and plan.decode
+            and not plan.prefills
+            and not plan.preempted
+            and not preempted_unlogged
+        ):
+            run = planner.plan(state, env.now, run_steps)
+            if run is not None:
+                if (yield from wait_for_run(cluster, state, run)):  # cut: start small again
+                    run_steps = FIRST_RUN_STEPS
+                elif run.capped:
+                    run_steps = min(2 * run_steps, MAX_RUN_STEPS)
+                pools.place()  # finished sequences freed blocks
+                continue
+        run_steps = FIRST_RUN_STEPS
         cost = pool.cost.step(plan.shape())
         duration_s = cost.time_s + overhead_s + state.swap_tokens * swap_s_per_token
         state.swap_tokens = 0
@@ -178,12 +225,13 @@ def _replica(
                 plan.num_seqs,
                 plan.num_prefill_tokens,
                 plan.num_decode_tokens,
-                len(plan.preempted),
+                len(plan.preempted) + preempted_unlogged,
                 state.kv.num_used_blocks,
                 cost.flops,
                 cost.num_bytes,
             )
         )  # in the order of records.STEP_COLUMNS
+        preempted_unlogged = 0
         yield env.timeout(duration_s)
         outcome = apply_step(state, plan, env.now)
         for gap_s, count in outcome.itl_groups:

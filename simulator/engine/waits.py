@@ -37,17 +37,20 @@ def wait_for_batch(
 class ActiveRun:
     """A decode run in progress on a replica: the event that ends it, and how many steps it keeps."""
 
-    __slots__ = ("kv", "num_steps", "run", "wake")
+    __slots__ = ("allocated", "kv", "num_steps", "run", "wake")
 
     def __init__(self, run: DecodeRun, wake: simpy.Event, kv: BlockManager) -> None:
         self.run, self.wake, self.num_steps, self.kv = run, wake, run.num_steps, kv
+        self.allocated = 0  # blocks of the run's steps allocated ahead of its end (sync_kv)
 
     def sync_kv(self, now_s: float) -> None:
-        """Allocate the blocks of the steps begun by ``now_s``, as the step-by-step loop would have (a
-        KV-aware router is about to read the replica's occupancy; the run allocates the rest when applied)."""
-        used = self.run.kv_used_after(min(self.run.steps_begun_by(now_s), self.num_steps))
-        if used > self.kv.num_used_blocks:
-            self.kv.allocate(used - self.kv.num_used_blocks)
+        """Allocate the blocks of the steps begun by ``now_s``, as the step-by-step loop would have:
+        something is about to read (or change) the replica's occupancy; the rest comes when it is applied."""
+        run = self.run
+        due = run.kv_used_after(min(run.steps_begun_by(now_s), self.num_steps)) - run.start_used_blocks
+        if due > self.allocated:
+            self.kv.allocate(due - self.allocated)
+            self.allocated = due
 
     def cut(self, env: Environment) -> None:
         """A request was routed here: the run ends with the step in progress now."""
@@ -65,6 +68,6 @@ def wait_for_run(cluster: Cluster, state: ReplicaState, run: DecodeRun) -> Gener
     cluster.active_runs[state.index] = active
     yield active.wake
     cluster.active_runs[state.index] = None
-    for seq in apply_decode_run(state, run, active.num_steps, cluster.steps, cluster.itl):
+    for seq in apply_decode_run(state, run, active.num_steps, cluster.steps, cluster.itl, active.allocated):
         cluster.finish(seq)
     return active.num_steps < run.num_steps
