@@ -3,16 +3,14 @@
 A decode run (``simulator.engine.decode_run``) repeats one decode-only step of ``n`` sequences whose KV
 grows by ``n`` tokens a step. Everything in its price but decode attention is the same every step
 (``CostModel.decode_run_terms``); decode attention is ``decode_attention_terms``, the one function
-``CostModel._forward`` also calls per step, here also compiled with numba (``decode_attention_jit``) so
-the engine can loop over a run's steps in compiled code with the same arithmetic (IEEE, no fast-math:
-``tests/test_fast_mode.py`` compares the two modes' records).
+``CostModel._forward`` also calls per step, and which ``simulator.engine.decode_kernel`` compiles with
+numba so the engine can loop over a run's steps in compiled code with the same arithmetic (IEEE, no
+fast-math: ``tests/test_fast_mode.py`` compares the two modes' records).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
-
-import numba
 
 
 def decode_attention_terms(
@@ -30,7 +28,7 @@ def decode_attention_terms(
     """Spec-only decode attention of all layers: (seconds, FLOPs, bytes) per GPU.
 
     The single source of this formula: ``CostModel._forward`` calls it per step, and
-    ``simulator.engine.decode_run._plan_kernel`` runs the same function compiled."""
+    ``simulator.engine.decode_kernel.plan_kernel`` runs the same function compiled."""
     f = flops_per_pair * kv_tokens * scale
     b = (q_o_bytes_per_token * num_seqs + kv_bytes_per_kv_token * kv_tokens) * scale
     c, m = f * attn_flops_s, b * bytes_s
@@ -52,7 +50,3 @@ class DecodeRunTerms(NamedTuple):
     kernel_overhead_s: float
     num_layers: int
     tp: int  # per-GPU FLOPs and bytes x tp: the replica's
-
-
-decode_attention_jit = numba.njit(cache=True)(decode_attention_terms)
-"""``decode_attention_terms`` compiled, for loops over a run's steps in numba (same arithmetic)."""

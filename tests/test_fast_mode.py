@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pandas as pd
@@ -15,21 +16,28 @@ from simulator.metrics import SUMMARY_KEYS
 from simulator.step_cost import CostModel
 
 
-def _runs_priced(patch: pytest.MonkeyPatch, compiled: bool, first_run_steps: int) -> None:
-    """Price runs in numba (spec-only models) or through ``CostModel.step``, in pieces from this size."""
-    if not compiled:
+def _runs_priced(patch: pytest.MonkeyPatch, compile_after: int | None, first_run_steps: int) -> None:
+    """Price runs through ``CostModel.step`` (``compile_after`` None), or in numba once that many steps
+    were priced in Python (0: from the start), in pieces from ``first_run_steps``."""
+    if compile_after is None:
         patch.setattr(CostModel, "decode_run_terms", lambda self, num_seqs: None)
+    else:
+        patch.setattr(decode_run, "COMPILE_AFTER_STEPS", compile_after)
+        if compile_after:  # as in a fresh process: Python first, then the kernel is imported
+            patch.delitem(sys.modules, "simulator.engine.decode_kernel", raising=False)
     patch.setattr(decode_run, "FIRST_RUN_STEPS", first_run_steps)
     patch.setattr(loop, "FIRST_RUN_STEPS", first_run_steps)
 
 
-@pytest.fixture(params=["compiled", "step by step, pieces from 2 steps"])
+@pytest.fixture(params=["compiled", "Python, then compiled", "step by step, pieces from 2 steps"])
 def run_pricing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both ways of pricing a run: the compiled kernel, and the cost model step by step."""
+    """The ways of pricing a run: the compiled kernel, a switch to it mid-simulation, the cost model."""
     if request.param == "compiled":
-        _runs_priced(monkeypatch, True, decode_run.FIRST_RUN_STEPS)
+        _runs_priced(monkeypatch, 0, decode_run.FIRST_RUN_STEPS)
+    elif request.param == "Python, then compiled":
+        _runs_priced(monkeypatch, 300, decode_run.FIRST_RUN_STEPS)
     else:
-        _runs_priced(monkeypatch, False, 2)
+        _runs_priced(monkeypatch, None, 2)
 
 
 def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
@@ -139,7 +147,7 @@ def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
     max_num_seqs=st.integers(1, 64),
     block_size=st.sampled_from([1, 4, 16]),
     seed=st.integers(0, 1000),
-    compiled=st.booleans(),
+    compile_after=st.sampled_from([None, 0, 200]),
     first_run_steps=st.sampled_from([2, decode_run.FIRST_RUN_STEPS]),
 )
 def test_fast_mode_equals_step_mode_on_random_workloads(
@@ -153,7 +161,7 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
     max_num_seqs: int,
     block_size: int,
     seed: int,
-    compiled: bool,
+    compile_after: int | None,
     first_run_steps: int,
 ) -> None:
     data = {
@@ -178,7 +186,7 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
         },
     }
     with pytest.MonkeyPatch.context() as patch:
-        _runs_priced(patch, compiled, first_run_steps)
+        _runs_priced(patch, compile_after, first_run_steps)
         step, fast = _both_modes(data)
     _assert_identical(step, fast)
 

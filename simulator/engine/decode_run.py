@@ -21,14 +21,14 @@ functions of the replica state.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from simulator.decode_pricing import decode_attention_jit
 from simulator.engine.records import STEP_COLUMNS, ItlLog, StepLog
 from simulator.scheduling.decode_set import DecodeSet
 from simulator.scheduling.sequence import Sequence
@@ -42,21 +42,32 @@ FIRST_RUN_STEPS = 8
 MAX_RUN_STEPS = 4096
 """Longest run priced at once."""
 
-_ROW_COLUMNS = (
-    "replica",
-    "start_s",
-    "duration_s",
-    "num_seqs",
-    "num_prefill_tokens",
-    "num_decode_tokens",
-    "num_preempted",
-    "kv_used_blocks",
-    "flops",
-    "num_bytes",
-)
-# _plan_kernel writes rows with these indices as literals, not as globals: numba's on-disk cache would
-# keep stale global constants if records.py reordered its columns. This check catches that instead.
-assert STEP_COLUMNS == _ROW_COLUMNS, "decode runs write step rows in this column order (_plan_kernel)"
+COMPILE_AFTER_STEPS = 100_000
+"""Decode steps priced in Python, cluster-wide, before runs switch to the compiled kernel
+(``simulator.engine.decode_kernel``): loading numba and the kernel costs about 0.7 s, what pricing some
+140,000 steps in Python costs, so small simulations never pay it (and later ones in the same process
+use the loaded kernel at once)."""
+
+
+_KERNEL_MODULE = "simulator.engine.decode_kernel"
+
+
+class CompiledPricing:
+    """Shared by a cluster's run planners: the compiled kernel, once enough steps were priced in Python."""
+
+    def __init__(self, after_steps: int | None = None) -> None:
+        self.after_steps = COMPILE_AFTER_STEPS if after_steps is None else after_steps
+        self.python_steps = 0
+        self.kernel: Callable[..., int] | None = None
+
+    def get_kernel(self) -> Callable[..., int] | None:
+        """The kernel, imported (and numba loaded) the first time it is due, or at once when an earlier
+        simulation in this process loaded it; None before."""
+        if self.kernel is None and (self.python_steps >= self.after_steps or _KERNEL_MODULE in sys.modules):
+            from simulator.engine.decode_kernel import plan_kernel
+
+            self.kernel = plan_kernel
+        return self.kernel
 
 
 @dataclass(slots=True)
@@ -97,9 +108,10 @@ class RunPlanner:
     Compiled plans are written into buffers the planner owns: a run must be applied (or dropped) before
     the replica plans the next, as the engine does."""
 
-    def __init__(self, cost_model: Pricer, overhead_s: float) -> None:
+    def __init__(self, cost_model: Pricer, overhead_s: float, compiled: CompiledPricing) -> None:
         self.cost_model = cost_model
         self.overhead_s = overhead_s
+        self.compiled = compiled
         self._terms: dict[int, np.ndarray | None] = {}
         self._end_s = np.empty(MAX_RUN_STEPS)
         self._gaps_s = np.empty(MAX_RUN_STEPS)
@@ -127,11 +139,13 @@ class RunPlanner:
             return None
         n = len(decode)
         terms = self._terms_for(n)
-        if terms is None:
+        kernel = None if terms is None else self.compiled.get_kernel()
+        if kernel is None:
             count, end_s, gaps_s, rows = self._plan_step_by_step(state, start_s, max_steps)
+            self.compiled.python_steps += count
         else:
             end_s, gaps_s, rows = self._end_s, self._gaps_s, self._rows
-            count = _plan_kernel(
+            count = kernel(
                 end_s,
                 gaps_s,
                 rows,
@@ -154,7 +168,8 @@ class RunPlanner:
     def _plan_step_by_step(
         self, state: ReplicaState, start_s: float, max_steps: int
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """``_plan_kernel`` through ``cost_model.step`` (calibrated, pipelined or speculative models)."""
+        """``plan_kernel``'s work through ``cost_model.step`` (calibrated, pipelined, attention-DP or
+        speculative models, and every model until ``CompiledPricing`` switches)."""
         decode, cost_model = state.decode, self.cost_model
         n, kv0 = len(decode), decode.num_kv_tokens
         free, used = state.kv.num_free_blocks, state.kv.num_used_blocks
@@ -176,61 +191,6 @@ class RunPlanner:
         gaps_s = np.zeros(len(ends))
         gaps_s[1:] = ends[1:] - ends[:-1]
         return len(ends), ends, gaps_s, np.array(rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
-
-
-@numba.njit(cache=True)
-def _plan_kernel(  # type: ignore[no-untyped-def]
-    end_s,
-    gaps_s,
-    rows,
-    terms,
-    num_seqs,
-    kv_tokens,
-    hist,
-    step,
-    free_blocks,
-    max_steps,
-    start_s,
-    overhead_s,
-    replica,
-    used_blocks,
-):
-    """Up to ``max_steps`` decode steps priced as ``CostModel.step`` would, from ``start_s``: the first
-    reads ``kv_tokens`` KV tokens, each adds ``num_seqs``; stops before a step (after the first) needing
-    more new blocks than are free (step ``step + j`` needs ``hist[(1 - step - j) % block_size]``, as
-    ``DecodeSet.num_new_blocks_at``). Writes end times, the gaps between them and step-log rows into
-    ``end_s``, ``gaps_s`` and ``rows`` (at least ``max_steps`` long); returns the number of steps."""
-    fc, fm, ff, fb, fpp, qo, kvb, afs, bs, ovh, num_layers, tp = terms
-    block_size = hist.size
-    t = start_s
-    count = 0
-    for j in range(max_steps):
-        if j:
-            need = hist[((1 - step - j) % block_size + block_size) % block_size]
-            if need > free_blocks:
-                break
-            free_blocks -= need
-            used_blocks += need
-        ta, fa, ba = decode_attention_jit(
-            kv_tokens + j * num_seqs, num_seqs, 1.0, fpp, qo, kvb, afs, bs, ovh, num_layers
-        )
-        d = ((fc + ta) + fm) + overhead_s  # CostModel.step's time_s, plus the scheduler's overhead
-        rows[j, 0] = replica
-        rows[j, 1] = t
-        rows[j, 2] = d
-        rows[j, 3] = num_seqs
-        rows[j, 4] = 0
-        rows[j, 5] = num_seqs
-        rows[j, 6] = 0
-        rows[j, 7] = used_blocks
-        rows[j, 8] = (ff + fa) * tp
-        rows[j, 9] = (fb + ba) * tp
-        t_next = t + d
-        gaps_s[j] = t_next - t  # as DecodeSet.advance computes a gap: this end - the previous end
-        t = t_next
-        end_s[j] = t
-        count += 1
-    return count
 
 
 def apply_decode_run(

@@ -172,7 +172,7 @@ def _replica(
     landed = pools.landed[state.index]
     sched = cluster.resolved.scenario.scheduler
     decode_runs = not prefill and sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
-    planner = RunPlanner(pool.cost, overhead_s)
+    planner = RunPlanner(pool.cost, overhead_s, cluster.compiled)
     run_steps = FIRST_RUN_STEPS
     preempted_unlogged = 0
     while True:

@@ -18,6 +18,7 @@ from simulator.engine.clock import Environment, Late
 from simulator.engine.decode_run import (
     FIRST_RUN_STEPS,
     MAX_RUN_STEPS,
+    CompiledPricing,
     RunPlanner,
 )
 from simulator.engine.records import (
@@ -65,6 +66,7 @@ class _Cluster:
         self.prefix_tokens = None if requests.prefix_tokens is None else requests.prefix_tokens.tolist()
         self.wakeups: list[simpy.Event | None] = [None] * len(self.replicas)
         self.active_runs: list[ActiveRun | None] = [None] * len(self.replicas)
+        self.compiled = CompiledPricing()  # when decode runs switch to the compiled kernel
         self.router_ctx = RouterContext(rng=stream(resolved.scenario.seed, "routing"))
         self.kv_aware_router = sched.router in KV_AWARE_ROUTERS
         self.log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
@@ -219,7 +221,7 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     swap_s_per_token = (
         resolved.memory.kv_bytes_per_token_per_gpu / resolved.hardware.host_link_bandwidth_bytes_per_s
     )
-    planner = RunPlanner(cost_model, overhead_s)
+    planner = RunPlanner(cost_model, overhead_s, cluster.compiled)
     run_steps = FIRST_RUN_STEPS  # the next decode run's step cap (see engine/decode_run.py)
     while True:
         if not state.has_work:
