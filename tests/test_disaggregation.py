@@ -239,3 +239,33 @@ def test_decoders_preempted_for_a_prompt_that_still_waits_are_logged() -> None:
         assert summary["num_preemptions"] > 0
         assert summary["num_preemptions"] == result.requests["num_preemptions"].sum()
         assert summary["num_preemptions"] == result.steps["num_preempted"].sum()
+
+
+def test_a_prefix_pinned_on_a_prefill_replica_is_released_once() -> None:
+    # Found by hypothesis: a prompt pinned its cached prefix while waiting on a prefill replica, was
+    # admitted and handed off, and the idle prefill replica still listed it as pinned; once preempted on
+    # the decode replica (waiting again), the prefill replica released its prefix a second time.
+    data = BASE | {
+        "layout": {"dp": 3},
+        "disaggregation": {"prefill": {"num_replicas": 2}, "decode": {"num_replicas": 1}},
+        "scheduler": {
+            "policy": "orca",
+            "router": "prefix_affinity",
+            "max_num_seqs": 2,
+            "max_num_batched_tokens": 36,
+            "block_size": 32,
+            "gpu_memory_utilization": 0.2146368384,
+            "prefix_caching": True,
+        },
+        "workload": {
+            "arrival": "concurrency",
+            "concurrency": 3,
+            "num_requests": 5,
+            "input_tokens": 1,
+            "output_tokens": {"dist": "uniform", "low": 1, "high": 83},
+            "prefix": {"num_prefixes": 1, "tokens": 34},
+        },
+        "seed": 0,
+    }
+    summary = simulate(Scenario.from_dict(data)).summary()
+    assert summary["num_completed"] == 5 and summary["num_preemptions"] > 0

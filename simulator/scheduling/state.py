@@ -191,6 +191,8 @@ class ReplicaState:
         """Move the head of the waiting queue to prefilling, holding ``num_blocks`` more blocks."""
         self.kv.allocate(num_blocks)
         seq.num_blocks += num_blocks
+        if seq.num_shared_blocks and seq in self.pinned:  # its prefix reference now goes with it
+            self.pinned.remove(seq)
         if seq.num_swapped_tokens:  # swapped in: its KV comes back from host memory in this step
             self.swap_tokens += seq.num_swapped_tokens
             seq.num_swapped_tokens = 0
