@@ -217,20 +217,8 @@ def _replica(
         cost = pool.cost.step(plan.shape())
         duration_s = cost.time_s + overhead_s + state.swap_tokens * swap_s_per_token
         state.swap_tokens = 0
-        cluster.steps.data.extend(
-            (
-                state.index,
-                env.now,
-                duration_s,
-                plan.num_seqs,
-                plan.num_prefill_tokens,
-                plan.num_decode_tokens,
-                len(plan.preempted) + preempted_unlogged,
-                state.kv.num_used_blocks,
-                cost.flops,
-                cost.num_bytes,
-            )
-        )  # in the order of records.STEP_COLUMNS
+        preempted = len(plan.preempted) + preempted_unlogged
+        cluster.steps.add(state.index, env.now, duration_s, plan, preempted, state.kv.num_used_blocks, cost)
         preempted_unlogged = 0
         yield env.timeout(duration_s)
         outcome = apply_step(state, plan, env.now)

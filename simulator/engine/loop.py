@@ -216,7 +216,6 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
     overhead_s = sched.step_overhead_s
     decode_runs = sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
     itl, kv = cluster.itl, state.kv
-    log_step = cluster.steps.data.extend
     # swap preemption: every GPU copies its shard of a token's KV over its own host link
     swap_s_per_token = (
         resolved.memory.kv_bytes_per_token_per_gpu / resolved.hardware.host_link_bandwidth_bytes_per_s
@@ -255,20 +254,8 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
         if state.swap_tokens:  # KV copied to or from host memory, not overlapped with the step
             duration_s += state.swap_tokens * swap_s_per_token
             state.swap_tokens = 0
-        log_step(
-            (
-                state.index,
-                env.now,
-                duration_s,
-                plan.num_seqs,
-                plan.num_prefill_tokens,
-                plan.num_decode_tokens,
-                len(plan.preempted),
-                kv.num_used_blocks,
-                cost.flops,
-                cost.num_bytes,
-            )
-        )  # in the order of records.STEP_COLUMNS
+        preempted = len(plan.preempted)
+        cluster.steps.add(state.index, env.now, duration_s, plan, preempted, kv.num_used_blocks, cost)
         yield env.timeout(duration_s)
         outcome = apply_step(state, plan, env.now)
         for gap_s, count in outcome.itl_groups:

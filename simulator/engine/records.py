@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from simulator.scheduling.batch import BatchPlan
+    from simulator.step_shape import StepCost
 
 STATUS_PENDING = 0  # not issued or not finished (a run that ends early)
 STATUS_FINISHED = 1
@@ -75,6 +80,32 @@ class StepLog:
 
     def __len__(self) -> int:
         return len(self.data) // len(STEP_COLUMNS)
+
+    def add(
+        self,
+        replica: int,
+        start_s: float,
+        duration_s: float,
+        plan: BatchPlan,
+        num_preempted: int,
+        kv_used_blocks: int,
+        cost: StepCost,
+    ) -> None:
+        """One step's row (decode runs write theirs as arrays: ``simulator.engine.decode_kernel``)."""
+        self.data.extend(
+            (
+                replica,
+                start_s,
+                duration_s,
+                plan.num_seqs,
+                plan.num_prefill_tokens,
+                plan.num_decode_tokens,
+                num_preempted,
+                kv_used_blocks,
+                cost.flops,
+                cost.num_bytes,
+            )
+        )  # in the order of STEP_COLUMNS
 
     def column(self, name: str) -> np.ndarray:
         """One column as numpy (a strided view of the log)."""
