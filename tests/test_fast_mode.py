@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, simulate
-from simulator.engine import decode_run, loop
+from simulator.engine import decode_run
 from simulator.metrics import SUMMARY_KEYS
 from simulator.step_cost import CostModel
 
@@ -26,7 +26,6 @@ def _runs_priced(patch: pytest.MonkeyPatch, compile_after: int | None, first_run
         if compile_after:  # as in a fresh process: Python first, then the kernel is imported
             patch.delitem(sys.modules, "simulator.engine.decode_kernel", raising=False)
     patch.setattr(decode_run, "FIRST_RUN_STEPS", first_run_steps)
-    patch.setattr(loop, "FIRST_RUN_STEPS", first_run_steps)
 
 
 @pytest.fixture(params=["compiled", "Python, then compiled", "step by step, pieces from 2 steps"])

@@ -112,6 +112,7 @@ class RunPlanner:
         self.cost_model = cost_model
         self.overhead_s = overhead_s
         self.compiled = compiled
+        self.piece_steps = FIRST_RUN_STEPS  # the next run's step cap
         self._terms: dict[int, np.ndarray | None] = {}
         self._end_s = np.empty(MAX_RUN_STEPS)
         self._gaps_s = np.empty(MAX_RUN_STEPS)
@@ -123,13 +124,26 @@ class RunPlanner:
             self._terms[num_seqs] = None if terms is None else np.array(terms, dtype=np.float64)
         return self._terms[num_seqs]
 
-    def plan(self, state: ReplicaState, start_s: float, max_steps: int) -> DecodeRun | None:
+    def ended(self, run: DecodeRun, cut: bool) -> None:
+        """Size the next piece: small again after a cut by an arrival, twice as long after one that
+        reached its cap uncut; the same after one that ended at a finish."""
+        if cut:
+            self.piece_steps = FIRST_RUN_STEPS
+        elif run.capped:
+            self.piece_steps = min(2 * self.piece_steps, MAX_RUN_STEPS)
+
+    def restart(self) -> None:
+        """The replica took a step that was not a run (a prefill, a preemption): start small again."""
+        self.piece_steps = FIRST_RUN_STEPS
+
+    def plan(self, state: ReplicaState, start_s: float) -> DecodeRun | None:
         """The run that starts with the decode step the policy just planned; None when it is one step.
 
-        It stops after ``max_steps`` steps, at the first finish, or before the first step whose blocks
+        It stops after ``piece_steps`` steps, at the first finish, or before the first step whose blocks
         are not free. Stopping at any step boundary is exact: the next plan repeats the run's step.
         """
         decode, kv = state.decode, state.kv
+        max_steps = self.piece_steps
         next_finish = decode.next_finish_step()
         capped = next_finish is None or next_finish - decode.step > max_steps
         if not capped:

@@ -29,7 +29,7 @@ import simpy
 
 from simulator.disaggregation import ResolvedPool, ResolvedPools, pick_decode_replica
 from simulator.engine.clock import Environment, Late
-from simulator.engine.decode_run import FIRST_RUN_STEPS, MAX_RUN_STEPS, RunPlanner
+from simulator.engine.decode_run import RunPlanner
 from simulator.engine.loop import _Cluster
 from simulator.engine.records import RunRecords, TransferLog
 from simulator.engine.waits import wait_for_run
@@ -80,16 +80,6 @@ class _Pools:
         self.link_free_s = [0.0] * len(cluster.replicas)
         self.log = TransferLog.empty(len(cluster.log.arrival_s))
 
-    def wake(self, state: ReplicaState) -> None:
-        """Wake a replica sleeping for work; a decode run in progress ends with its current step."""
-        active = self.cluster.active_runs[state.index]
-        if active is not None:
-            active.cut(self.cluster.env)
-        wakeup = self.cluster.wakeups[state.index]
-        if wakeup is not None:
-            self.cluster.wakeups[state.index] = None
-            wakeup.succeed()
-
     def hand_off(self, seq: Sequence, source: ReplicaState) -> None:
         """A prompt is done and its first token sampled: queue the sequence for a decode replica."""
         self.log.prefill_replica[seq.request_id] = source.index
@@ -102,10 +92,7 @@ class _Pools:
         env = self.cluster.env
         active_runs = self.cluster.active_runs
         while self.pending:
-            for decoder in self.decoders:  # occupancy as of now, also on replicas in a decode run
-                active = active_runs[decoder.index]
-                if active is not None:
-                    active.sync_kv(env.now)
+            self.cluster.sync_kv(self.decoders)  # occupancy as of now, also on replicas in a decode run
             handoff = self.pending[0]
             target = pick_decode_replica(self.decoders, handoff.seq.num_computed_tokens, self.num_incoming)
             if target is None:  # it waits, retried after every decode step: no decode runs meanwhile
@@ -150,8 +137,8 @@ class _Landing:
         pools.num_incoming[self.target.index] -= 1
         pools.num_outgoing[self.source.index] -= 1
         pools.landed[self.target.index].append(seq)
-        pools.wake(self.source)
-        pools.wake(self.target)
+        pools.cluster.wake(self.source.index)
+        pools.cluster.wake(self.target.index)
 
 
 def _sleep(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, Any, None]:
@@ -173,7 +160,6 @@ def _replica(
     sched = cluster.resolved.scenario.scheduler
     decode_runs = not prefill and sched.fast_mode and sched.policy in DECODE_RUN_POLICIES
     planner = RunPlanner(pool.cost, overhead_s, cluster.compiled)
-    run_steps = FIRST_RUN_STEPS
     preempted_unlogged = 0
     while True:
         while not state.has_work and not landed:  # a landing wakes its prefill replica too
@@ -205,15 +191,12 @@ def _replica(
             and not plan.preempted
             and not preempted_unlogged
         ):
-            run = planner.plan(state, env.now, run_steps)
+            run = planner.plan(state, env.now)
             if run is not None:
-                if (yield from wait_for_run(cluster, state, run)):  # cut: start small again
-                    run_steps = FIRST_RUN_STEPS
-                elif run.capped:
-                    run_steps = min(2 * run_steps, MAX_RUN_STEPS)
+                planner.ended(run, cut=(yield from wait_for_run(cluster, state, run)))
                 pools.place()  # finished sequences freed blocks
                 continue
-        run_steps = FIRST_RUN_STEPS
+        planner.restart()
         cost = pool.cost.step(plan.shape())
         duration_s = cost.time_s + overhead_s + state.swap_tokens * swap_s_per_token
         state.swap_tokens = 0

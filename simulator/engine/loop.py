@@ -15,12 +15,7 @@ from typing import Any
 import simpy
 
 from simulator.engine.clock import Environment, Late
-from simulator.engine.decode_run import (
-    FIRST_RUN_STEPS,
-    MAX_RUN_STEPS,
-    CompiledPricing,
-    RunPlanner,
-)
+from simulator.engine.decode_run import CompiledPricing, RunPlanner
 from simulator.engine.records import (
     STATUS_FINISHED,
     STATUS_REJECTED,
@@ -140,12 +135,14 @@ class _Cluster:
             seq.prefix_id = self.prefix_id[request_id]
             seq.prefix_tokens = self.prefix_tokens[request_id]
         if self.kv_aware_router:
-            for active in self.active_runs:
-                if active is not None:
-                    active.sync_kv(now)
+            self.sync_kv(self.replicas)
         candidates = self.replicas if self.routable is None else self.routable
         index = candidates[self.resolved.router(self.router_ctx, candidates, seq)].index
         self.replicas[index].enqueue(seq)
+        self.wake(index)
+
+    def wake(self, index: int) -> None:
+        """Replica ``index`` has new work: wake it if it sleeps, end its decode run with the current step."""
         active = self.active_runs[index]
         if active is not None:
             active.cut(self.env)
@@ -153,6 +150,13 @@ class _Cluster:
         if wakeup is not None:
             self.wakeups[index] = None
             wakeup.succeed()
+
+    def sync_kv(self, replicas: list[ReplicaState]) -> None:
+        """Bring the KV occupancy of those of ``replicas`` in a decode run up to now (before reading it)."""
+        for state in replicas:
+            active = self.active_runs[state.index]
+            if active is not None:
+                active.sync_kv(self.env.now)
 
     def issue_next(self) -> None:
         """Closed loop: a client whose request ended sends its next one (again at once if rejected)."""
@@ -221,7 +225,6 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
         resolved.memory.kv_bytes_per_token_per_gpu / resolved.hardware.host_link_bandwidth_bytes_per_s
     )
     planner = RunPlanner(cost_model, overhead_s, cluster.compiled)
-    run_steps = FIRST_RUN_STEPS  # the next decode run's step cap (see engine/decode_run.py)
     while True:
         if not state.has_work:
             wakeup = env.event()
@@ -240,15 +243,11 @@ def _replica(cluster: _Cluster, state: ReplicaState) -> Generator[simpy.Event, A
                 f"{len(state.waiting)} requests waiting and {kv.num_free_blocks} free KV blocks"
             )
         if decode_runs and plan.decode and not plan.prefills and not plan.preempted:
-            run = planner.plan(state, env.now, run_steps)
+            run = planner.plan(state, env.now)
             if run is not None:
-                interrupted = yield from wait_for_run(cluster, state, run)
-                if interrupted:  # a request arrived: start small again
-                    run_steps = FIRST_RUN_STEPS
-                elif run.capped:  # uninterrupted and cut only by the cap: price twice as far next time
-                    run_steps = min(2 * run_steps, MAX_RUN_STEPS)
+                planner.ended(run, cut=(yield from wait_for_run(cluster, state, run)))
                 continue
-        run_steps = FIRST_RUN_STEPS
+        planner.restart()
         cost = cost_model.step(plan.shape())
         duration_s = cost.time_s + overhead_s
         if state.swap_tokens:  # KV copied to or from host memory, not overlapped with the step
