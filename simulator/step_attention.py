@@ -12,16 +12,17 @@ share of the step this GPU or micro-batch works on) and return (seconds, flops, 
 Coefficients per GPU (``simulator.model.layer_ops.attention_coefficients``): GQA heads split by tp, MLA's
 latent read whole on every GPU. With attention data-parallelism each GPU runs all heads (tp = 1) on its
 own sequences: the caller builds the kernels with tp = 1 and passes its rank's share as ``scale``.
-Spec-only pricing is inlined: this runs once per simulated step.
+Spec-only, the formula is ``simulator.spec_pricing.attention_terms``, shared with compiled code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.decode_pricing import decode_attention_terms
+from simulator.config import LayoutConfig
 from simulator.model.layer_ops import AttentionCoefficients, attention_coefficients
 from simulator.model.spec import ModelSpec
+from simulator.spec_pricing import SpecTerms, attention_terms
 from simulator.step_layers import Pricer
 
 
@@ -57,20 +58,30 @@ class AttentionKernels:
     ) -> tuple[float, float, float]:
         """(seconds, flops, bytes) of prefill attention x ``scale``: ``num_tokens`` new tokens, ``pairs``
         query-key pairs, ``kv_tokens`` KV tokens read."""
-        coef, n = self.prefill, self.num_layers
-        f = coef.flops_per_pair * pairs * scale
-        b = (coef.q_o_bytes_per_token * num_tokens + coef.kv_bytes_per_kv_token * kv_tokens) * scale
-        return self._time_s("attention_prefill", f, b), f * n, b * n
+        return self._terms("attention_prefill", self.prefill, pairs, num_tokens, kv_tokens, scale)
 
     def decode_terms(self, num_seqs: int, kv_tokens: int, scale: float) -> tuple[float, float, float]:
         """(seconds, flops, bytes) of decode attention x ``scale``: ``num_seqs`` sequences reading
-        ``kv_tokens`` KV tokens. Spec-only, the formula is ``decode_attention_terms``, which decode runs
-        also run compiled (``simulator.decode_pricing``)."""
-        coef, n = self.decode, self.num_layers
+        ``kv_tokens`` KV tokens (one query each: as many pairs as KV tokens)."""
+        return self._terms("attention_decode", self.decode, kv_tokens, num_seqs, kv_tokens, scale)
+
+    def _terms(
+        self,
+        op_class: str,
+        coef: AttentionCoefficients,
+        pairs: float,
+        num_tokens: int,
+        kv_tokens: int,
+        scale: float,
+    ) -> tuple[float, float, float]:
+        """Spec-only, ``attention_terms``, the formula the engine's compiled code also runs
+        (``simulator.spec_pricing``); calibrated, the table's time for the kernel's FLOPs and bytes."""
+        n = self.num_layers
         if self.pricer.table is None:
-            return decode_attention_terms(
+            return attention_terms(
+                pairs,
+                num_tokens,
                 kv_tokens,
-                num_seqs,
                 scale,
                 coef.flops_per_pair,
                 coef.q_o_bytes_per_token,
@@ -80,13 +91,37 @@ class AttentionKernels:
                 self.kernel_overhead_s,
                 n,
             )
-        f = coef.flops_per_pair * kv_tokens * scale
-        b = (coef.q_o_bytes_per_token * num_seqs + coef.kv_bytes_per_kv_token * kv_tokens) * scale
-        return self._time_s("attention_decode", f, b), f * n, b * n
+        f = coef.flops_per_pair * pairs * scale
+        b = (coef.q_o_bytes_per_token * num_tokens + coef.kv_bytes_per_kv_token * kv_tokens) * scale
+        return self.pricer.attention_s(op_class, f, b) * n, f * n, b * n
 
-    def _time_s(self, op_class: str, flops: float, num_bytes: float) -> float:
-        """All layers' time of one kernel of ``flops`` and ``num_bytes`` per layer."""
-        if self.pricer.table is None:
-            c, m = flops * self.flops_s, num_bytes * self.bytes_s
-            return ((c if c > m else m) + self.kernel_overhead_s) * self.num_layers
-        return self.pricer.attention_s(op_class, flops, num_bytes) * self.num_layers
+
+def spec_terms(
+    attention: AttentionKernels,
+    emb_norm_bytes_per_token: float,
+    lm_head: tuple[float, float, float],
+    gather: tuple[float, float],
+    layout: LayoutConfig,
+) -> SpecTerms:
+    """A spec-only cost model's coefficients for ``simulator.spec_pricing`` (``CostModel.spec_terms``)."""
+    pre, dec = attention.prefill, attention.decode
+    tp = 1 if layout.attention_dp else layout.tp
+    return SpecTerms(
+        pre.flops_per_pair,
+        pre.q_o_bytes_per_token,
+        pre.kv_bytes_per_kv_token,
+        dec.flops_per_pair,
+        dec.q_o_bytes_per_token,
+        dec.kv_bytes_per_kv_token,
+        attention.flops_s,
+        attention.bytes_s,
+        attention.kernel_overhead_s,
+        attention.num_layers,
+        emb_norm_bytes_per_token,
+        1.0 / attention.pricer.other.bytes_per_s,
+        *lm_head,
+        1.0 / attention.pricer.other.flops_per_s,
+        tp > 1,
+        *gather,
+        layout.tp,
+    )

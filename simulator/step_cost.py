@@ -51,7 +51,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simulator.config import LayoutConfig, PrecisionConfig
-from simulator.decode_pricing import DecodeRunTerms
 from simulator.hardware.calibration import CalibrationTable
 from simulator.hardware.profile import HardwareProfile
 from simulator.hardware.roofline import Roofline
@@ -61,7 +60,8 @@ from simulator.parallel import pipeline
 from simulator.parallel.comm import allgather_coefficients, p2p_time_s
 from simulator.parallel.layout import validate_layout
 from simulator.precision import bytes_per_element
-from simulator.step_attention import AttentionKernels
+from simulator.spec_pricing import DecodeRunTerms, SpecTerms, forward_tail_terms
+from simulator.step_attention import AttentionKernels, spec_terms
 from simulator.step_layers import LayerWork, Pricer, build_layer_work
 from simulator.step_shape import ZERO_COST
 from simulator.step_shape import BatchShape as BatchShape  # re-exported: the engine's and users' import
@@ -117,8 +117,7 @@ class CostModel:
     _p2p_bytes_per_token: float
     _p2p_same_node: bool
     _logit_gather: bool  # vocab-parallel LM head (tp > 1 without attention-DP): all-gather the logits
-    _attn_flops_s: float  # seconds per bf16 FLOP (LM head), spec-only
-    _bytes_s: float  # seconds per HBM byte, spec-only
+    _spec: SpecTerms | None  # spec-only: the coefficients of simulator.spec_pricing's formulas
     _hardware: HardwareProfile = field(repr=False)
     calibration_source: str | None = None  # the calibration table's source, None when spec-only
 
@@ -160,6 +159,9 @@ class CostModel:
         emb = costs.embedding_cost(1, hidden, tp)
         norm = costs.elementwise_cost(1, hidden, 1.0, 1.0)
         gather = allgather_coefficients(hardware, tp)
+        gather_terms = (gather.fixed_s, gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES)
+        emb_norm = emb.num_bytes + norm.num_bytes
+        attention = AttentionKernels.build(model, tp, kv_bytes, pricer, hardware.kernel_overhead_s)
         lm = 2.0 * model.vocab_size / tp * hidden
         lm_head = (
             lm,
@@ -177,16 +179,15 @@ class CostModel:
             precision_note=precision_fallback_note(hardware, precision.weights),
             _pricer=pricer,
             _layers=layers,
-            _attention=AttentionKernels.build(model, tp, kv_bytes, pricer, hardware.kernel_overhead_s),
+            _attention=attention,
             _step_bytes_per_token=(emb.num_bytes, norm.num_bytes),
             _lm_head=lm_head,
-            _gather_fixed_s=gather.fixed_s,
-            _gather_s_per_logit=gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES,
+            _gather_fixed_s=gather_terms[0],
+            _gather_s_per_logit=gather_terms[1],
             _p2p_bytes_per_token=hidden * costs.ACTIVATION_BYTES,
             _p2p_same_node=layout.gpus_per_replica <= hardware.gpus_per_node,
             _logit_gather=tp > 1,
-            _attn_flops_s=1.0 / pricer.other.flops_per_s,
-            _bytes_s=1.0 / pricer.other.bytes_per_s,
+            _spec=None if calibration else spec_terms(attention, emb_norm, lm_head, gather_terms, layout),
             _hardware=hardware,
             calibration_source=None if calibration is None else calibration.source,
         )
@@ -243,7 +244,7 @@ class CostModel:
 
         Decode attention, the only term that changes from one step of a decode run to the next, is
         added last, so a run of such steps can be priced from ``_forward_fixed`` plus
-        ``decode_attention_terms`` alone (``decode_run_terms``), float for float."""
+        ``spec_pricing.attention_terms`` alone (``decode_run_terms``), float for float."""
         compute_s, comm_s, flops, nbytes = self._forward_fixed(shape, num_tokens, scale, total_tokens)
         if shape.num_decode_tokens > 0:
             t, f, b = self._attention.decode_terms(shape.num_decode_tokens, shape.decode_kv_tokens, scale)
@@ -254,37 +255,60 @@ class CostModel:
         self, shape: BatchShape, num_tokens: int, scale: float, total_tokens: int = 0
     ) -> tuple[float, float, float, float]:
         """``_forward`` without decode attention: layers, prefill attention, embedding, norm, LM head.
-        Spec-only pricing is inlined (this runs once per simulated step)."""
+        Spec-only, the terms are ``simulator.spec_pricing``'s, which compiled code composes the same way."""
         compute_s, comm_s, flops, nbytes = self._layers.at(num_tokens, total_tokens)
-        pricer, ovh = self._pricer, self.kernel_overhead_s
-        spec_only = pricer.table is None
-        bytes_s = self._bytes_s
         if shape.num_prefill_tokens > 0:
             t, f, b = self._attention.prefill_terms(
                 shape.num_prefill_tokens, shape.prefill_attn_pairs, shape.prefill_kv_tokens, scale
             )
             compute_s, flops, nbytes = compute_s + t, flops + f, nbytes + b
-        emb_b, norm_b = self._step_bytes_per_token
-        if spec_only:
-            compute_s += (emb_b + norm_b) * num_tokens * bytes_s + 2.0 * ovh
-        else:
-            compute_s += pricer.op_s("elementwise", 0.0, emb_b * num_tokens)
-            compute_s += pricer.op_s("elementwise", 0.0, norm_b * num_tokens)
-        nbytes += (emb_b + norm_b) * num_tokens
         logits = shape.num_logit_tokens * scale
+        spec = self._spec
+        if spec is not None:
+            return forward_tail_terms(
+                compute_s,
+                comm_s,
+                flops,
+                nbytes,
+                num_tokens,
+                logits,
+                spec.emb_norm_bytes_per_token,
+                spec.bytes_s,
+                spec.kernel_overhead_s,
+                spec.lm_flops_per_logit,
+                spec.lm_bytes_fixed,
+                spec.lm_bytes_per_logit,
+                spec.lm_flops_s,
+                spec.logit_gather,
+                spec.gather_fixed_s,
+                spec.gather_s_per_logit,
+            )
+        pricer = self._pricer
+        emb_b, norm_b = self._step_bytes_per_token
+        compute_s += pricer.op_s("elementwise", 0.0, emb_b * num_tokens)
+        compute_s += pricer.op_s("elementwise", 0.0, norm_b * num_tokens)
+        nbytes += (emb_b + norm_b) * num_tokens
         if logits > 0:
             a, b0, b1 = self._lm_head
             f, by = a * logits, b0 + b1 * logits
-            if spec_only:
-                c, m = f * self._attn_flops_s, by * bytes_s
-                compute_s += (c if c > m else m) + ovh
-            else:
-                compute_s += pricer.lm_head_s(f, by)
+            compute_s += pricer.lm_head_s(f, by)
             flops += f
             nbytes += by
             if self._logit_gather:
                 comm_s += self._gather_fixed_s + self._gather_s_per_logit * logits
         return compute_s, comm_s, flops, nbytes
+
+    def layer_terms(self, num_tokens: int) -> tuple[float, float, float, float]:
+        """All layers' token-dependent work at ``num_tokens`` tokens: (compute s, comm s, FLOPs, bytes) per
+        GPU, memoised (what a compiled engine looks up before ``SpecTerms``' formulas)."""
+        return self._layers.at(num_tokens)
+
+    def spec_terms(self) -> SpecTerms | None:
+        """The coefficients of ``simulator.spec_pricing``'s formulas, for compiled code that prices steps
+        as ``step`` does; None where ``step`` prices otherwise (calibrated, pp > 1, attention-DP)."""
+        if self._spec is None or self.pp != 1 or self.attention_dp_ranks != 1:
+            return None
+        return self._spec
 
     def decode_run_terms(self, num_seqs: int) -> DecodeRunTerms | None:
         """What a decode step of ``num_seqs`` sequences costs apart from its KV length, for pricing a

@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
     "simulator.memory": 2,
     "simulator.step_cost": 2,
     "simulator.speculative": 2,
-    "simulator.decode_pricing": 2,
+    "simulator.spec_pricing": 2,
     "simulator.step_shape": 2,
     "simulator.model.costs": 2,
     "simulator.model.layer_ops": 2,

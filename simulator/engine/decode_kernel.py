@@ -2,7 +2,7 @@
 simulations long enough to gain from it (``simulator.engine.decode_run.CompiledPricing``).
 
 ``plan_kernel`` prices a piece of a decode run as ``CostModel.step`` would, step for step, with
-``decode_attention_terms`` compiled (the one formula ``CostModel._forward`` also calls), and writes the
+``attention_terms`` compiled (the one formula ``CostModel._forward`` also calls), and writes the
 steps' end times, inter-token gaps and step-log rows into the planner's buffers.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from simulator.decode_pricing import decode_attention_terms
 from simulator.engine.records import STEP_COLUMNS
+from simulator.spec_pricing import attention_terms
 
-decode_attention_jit = numba.njit(cache=True)(decode_attention_terms)
-"""``decode_attention_terms`` compiled: the same arithmetic (IEEE, no fast-math)."""
+attention_jit = numba.njit(cache=True)(attention_terms)
+"""``attention_terms`` compiled: the same arithmetic (IEEE, no fast-math)."""
 
 _ROW_COLUMNS = (
     "replica",
@@ -67,9 +67,8 @@ def plan_kernel(  # type: ignore[no-untyped-def]
                 break
             free_blocks -= need
             used_blocks += need
-        ta, fa, ba = decode_attention_jit(
-            kv_tokens + j * num_seqs, num_seqs, 1.0, fpp, qo, kvb, afs, bs, ovh, num_layers
-        )
+        kv = kv_tokens + j * num_seqs
+        ta, fa, ba = attention_jit(kv, num_seqs, kv, 1.0, fpp, qo, kvb, afs, bs, ovh, num_layers)
         d = ((fc + ta) + fm) + overhead_s  # CostModel.step's time_s, plus the scheduler's overhead
         rows[j, 0] = replica
         rows[j, 1] = t

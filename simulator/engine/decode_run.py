@@ -12,7 +12,7 @@ Runs are priced in growing pieces: ``FIRST_RUN_STEPS`` steps after an arrival, a
 ends at the step cap twice as long as the last (up to ``MAX_RUN_STEPS``; a run that ends at a finish
 keeps the size): a cut throws away the rest of one piece, and pieces stay short on a replica where
 arrivals are frequent. Spec-only models price a piece in one
-compiled call (``_plan_kernel``, with ``simulator.decode_pricing``'s decode attention) that also writes
+compiled call (``_plan_kernel``, with ``simulator.spec_pricing``'s decode attention) that also writes
 the pieces' step-log rows; other models go step by step through ``cost_model.step``. Applying a run
 costs the same whatever its length: its rows are copied into the step log, and the members advance
 through ``DecodeSet.advance`` at the first and last steps and in O(1) in between. No simpy here: plain
