@@ -11,9 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, simulate
-from simulator.engine import decode_run
+from simulator.engine import decode_run, loop
 from simulator.metrics import SUMMARY_KEYS
 from simulator.step_cost import CostModel
+
+
+@pytest.fixture(autouse=True)
+def _simpy_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the SimPy engine's decode runs: the compiled engine stays out
+    (``tests/test_compiled_engine.py`` compares it with step mode)."""
+    monkeypatch.setattr(loop, "use_compiled_engine", lambda resolved, requests: False)
 
 
 def _runs_priced(patch: pytest.MonkeyPatch, compile_after: int | None, first_run_steps: int) -> None:

@@ -14,6 +14,10 @@ import numpy as np
 from simulator.engine.records import STEP_COLUMNS
 from simulator.spec_pricing import attention_terms
 
+SOURCES_DIGEST = "8e1f621af15bd656dd51ba2d7d66a52fb0585b37fe5b7c15c94e8f5c73f248da"
+"""sha256 of spec_pricing.py, whose code numba compiles into this module's cached kernel
+(simulator.engine.compiled.KERNEL_SOURCES; tests/test_compiled_engine.py checks it)."""
+
 attention_jit = numba.njit(cache=True)(attention_terms)
 """``attention_terms`` compiled: the same arithmetic (IEEE, no fast-math)."""
 
@@ -35,7 +39,7 @@ assert STEP_COLUMNS == _ROW_COLUMNS, "decode runs write step rows in this column
 
 
 @numba.njit(cache=True)
-def plan_kernel(  # type: ignore[no-untyped-def]
+def plan_kernel(
     end_s,
     gaps_s,
     rows,

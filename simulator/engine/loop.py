@@ -15,6 +15,7 @@ from typing import Any
 import simpy
 
 from simulator.engine.clock import Environment, Late
+from simulator.engine.compiled import run_compiled, use_compiled_engine
 from simulator.engine.decode_run import CompiledPricing, RunPlanner
 from simulator.engine.records import (
     STATUS_FINISHED,
@@ -280,6 +281,8 @@ def run_engine(
         from simulator.engine.disaggregated import run_pools  # imports this module
 
         return run_pools(resolved, requests)
+    if control is None and use_compiled_engine(resolved, requests):
+        return run_compiled(resolved, requests)
     env = Environment()
     cluster = _Cluster(env, resolved, requests)
     if control is not None:

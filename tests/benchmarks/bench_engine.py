@@ -1,5 +1,11 @@
 """Engine speed: simulated requests per wall-second, step by step vs fast mode, and peak memory.
 
+Three engines can play a run: "step" (the SimPy engine, one event per step: the baseline), "runs" (the
+SimPy engine with decode runs priced at once, ``simulator.engine.decode_run``) and "fast" (what
+``scheduler.fast_mode`` gives by default: the compiled engine, ``simulator.engine.compiled``, for the
+scenarios it covers, which include this one). ``--mode both`` (the default) times step and fast;
+``--mode all`` adds runs.
+
 Plays N requests of the bundled Azure 2023 conversation trace (wrapped around past its 19,366 rows)
 through D replicas of Llama-3.1-70B FP8 (TP=2) on H100s, at the default scenario's load per replica
 (4 req/s each: 64 req/s for 16 replicas) unless --rate-per-s says otherwise, in both modes in the same
@@ -8,12 +14,13 @@ run; and, as a floor measured in the same run, a bare SimPy loop with the same n
     python tests/benchmarks/bench_engine.py                         # 100,000 requests, 16 replicas
     python tests/benchmarks/bench_engine.py --requests 1000000 --mode fast   # the issue's 1M target
     python tests/benchmarks/bench_engine.py --requests 20000 --rate-per-s 0  # the trace's own rate
+    python tests/benchmarks/bench_engine.py --requests 20000 --mode all      # + SimPy decode runs
 
-A warm-up in the parent pays the one-time costs (200 requests, and numba loading or compiling the
-decode-run kernel, about 0.7 s) before the forks, so the timed runs measure the simulation (which
-switches to the kernel after 100,000 steps priced in Python, ``COMPILE_AFTER_STEPS``). Each mode runs in its
-own forked process, so its peak memory (max RSS, the parent's pages at the fork
-included) is its own; both must give the same summary (checked). The ratio of their speeds is printed,
+A warm-up in the parent pays the one-time costs (200 requests in each engine, which loads numba and the
+cached kernels, about a second; compiling them, once per install, about a minute) before the forks, so
+the timed runs measure the simulation. Each mode runs in its own forked process, so its peak memory (max
+RSS, the parent's pages at the fork included) is its own; all must give the same summary (checked).
+The ratio of their speeds is printed,
 and the wall time of 1,000,000 requests extrapolated from the measured rate (labelled as such) unless
 N is at least that.
 
@@ -32,8 +39,10 @@ from typing import Any
 import simpy
 
 from simulator import Scenario, resolve, simulate
+from simulator.engine import compiled, loop
 from simulator.engine.decode_kernel import warm_up
 from simulator.step_cost import BatchShape
+from simulator.workload import build_workload
 
 
 def bare_simpy_events_per_s(num_events: int) -> float:
@@ -61,19 +70,21 @@ def cost_step_us(scenario: Scenario) -> float:
     return (time.perf_counter() - start) / num_calls * 1e6
 
 
-def _run(scenario: Scenario, queue: Any) -> None:
+def _run(scenario: Scenario, queue: Any, compiled_engine: bool) -> None:
     """Child process: simulate, report wall time, summary figures and peak RSS."""
+    if not compiled_engine:
+        loop.use_compiled_engine = lambda resolved, requests: False  # this process only
     start = time.perf_counter()
     result = simulate(scenario)
     wall_s = time.perf_counter() - start
     queue.put((wall_s, result.summary(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
-def measure(scenario: Scenario) -> tuple[float, dict[str, Any], float]:
+def measure(scenario: Scenario, compiled_engine: bool = True) -> tuple[float, dict[str, Any], float]:
     """(wall seconds, summary, peak RSS MiB) of one run, in a fresh process so memory is its own."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_run, args=(scenario, queue))
+    child = ctx.Process(target=_run, args=(scenario, queue, compiled_engine))
     child.start()
     wall_s, summary, rss_kib = queue.get()
     child.join()
@@ -87,7 +98,7 @@ def main() -> None:
     parser.add_argument(
         "--rate-per-s", type=float, default=None, help="default: 4 x replicas; 0: the trace's own rate"
     )
-    parser.add_argument("--mode", choices=["both", "step", "fast"], default="both")
+    parser.add_argument("--mode", choices=["both", "all", "step", "runs", "fast"], default="both")
     args = parser.parse_args()
     rate = 4.0 * args.replicas if args.rate_per_s is None else args.rate_per_s
     base = Scenario.default(
@@ -99,14 +110,16 @@ def main() -> None:
     )
     print(f"scenario      : {base.name}, dp={args.replicas}, rate={rate or 'trace'} req/s")
     start = time.perf_counter()  # one-time costs, paid here so that the forked runs inherit them
-    simulate(base.with_updates({"workload.num_requests": 200}))
+    small = base.with_updates({"workload.num_requests": 200})
+    simulate(small)
     warm_up()
-    print(f"warm-up       : {time.perf_counter() - start:.2f} s (200 requests, the numba kernel)")
-    modes = ["step", "fast"] if args.mode == "both" else [args.mode]
+    compiled.run_compiled(resolve(small), build_workload(small.workload, small.seed))
+    print(f"warm-up       : {time.perf_counter() - start:.2f} s (200 requests, the numba kernels)")
+    modes = {"both": ["step", "fast"], "all": ["step", "runs", "fast"]}.get(args.mode, [args.mode])
     speeds, summaries = {}, {}
     for mode in modes:
-        scenario = base.with_updates({"scheduler.fast_mode": mode == "fast"})
-        wall_s, summary, rss_mib = measure(scenario)
+        scenario = base.with_updates({"scheduler.fast_mode": mode != "step"})
+        wall_s, summary, rss_mib = measure(scenario, compiled_engine=mode == "fast")
         speeds[mode], summaries[mode] = summary["num_requests"] / wall_s, summary
         num_events = summary["num_steps"] + summary["num_requests"]
         print(f"--- {mode} mode")
@@ -121,9 +134,13 @@ def main() -> None:
         print(f"peak memory   : {rss_mib:,.0f} MiB max RSS")
         if summary["num_requests"] < 1_000_000:
             print(f"1M requests   : {1_000_000 / speeds[mode]:,.0f} s (extrapolated from this rate)")
-    if len(speeds) == 2:
-        same = all(summaries["step"][k] == summaries["fast"][k] for k in ("duration_s", "num_steps"))
-        print(f"fast / step   : {speeds['fast'] / speeds['step']:.2f}x the requests per wall-second")
+    if "step" in speeds:
+        for mode in [m for m in speeds if m != "step"]:
+            ratio = speeds[mode] / speeds["step"]
+            print(f"{mode + ' / step':<14}: {ratio:.2f}x the requests per wall-second")
+    if len(speeds) > 1:
+        first = next(iter(summaries.values()))
+        same = all(s[k] == first[k] for s in summaries.values() for k in ("duration_s", "num_steps"))
         print(f"same results  : {'yes' if same else 'NO: the modes differ'}")
     baseline = bare_simpy_events_per_s(200_000)
     print(f"baseline      : {baseline:,.0f} bare SimPy timeouts/s on this machine")

@@ -1,0 +1,376 @@
+"""The compiled engine's event loop (L4): a whole simulation in numba, imported on first use.
+
+It plays the step-by-step SimPy engine (``simulator.engine.loop``) event for event, on arrays: the
+arrival process (or the closed loop's clients), the router, and each replica's loop of plan, price,
+wait and apply (``simulator.engine.compiled_replica``), pricing steps with the cost model's spec-only
+formulas (``simulator.spec_pricing``). Events are ordered as SimPy orders them (time, priority, then
+the order they were scheduled in), with a replica's plan after every ordinary event of the same instant
+(``simulator.engine.clock.Late``), so both engines give identical records
+(``tests/test_compiled_engine.py``).
+
+``run`` returns to Python (``simulator.engine.compiled``) when its log buffers fill up, when a step
+needs the layers' work at a token count not in the table yet (``CostModel.layer_terms``), and when it
+is done; all its state lives in the arrays it is given (``heap_t``/``heap_k``: the event queue), so
+the next call carries on where the last stopped.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from simulator.engine.compiled_replica import (
+    G_COUNTER,
+    G_EID,
+    G_ERROR_REPLICA,
+    G_HEAP,
+    G_ITL,
+    G_NEED_TOKENS,
+    G_NEXT_REQUEST,
+    G_PENDING,
+    G_ROWS,
+    G_STARTED,
+    P_CLIENTS,
+    P_CLOSED_LOOP,
+    P_NUM_BLOCKS,
+    P_ROUTER,
+    R_DECODE,
+    R_FREE,
+    R_NUM_PLANNED,
+    R_PLAN_DECODE,
+    R_PLAN_KV,
+    R_PREEMPTED,
+    R_PREFILL,
+    R_SLEEPING,
+    R_SWAP_TOKENS,
+    R_WAIT,
+    REJECTED,
+    S_COMPUTED,
+    S_OUT,
+    S_PROMPT,
+    S_REPLICA,
+    S_STATE,
+    WAITING,
+    _apply_step,
+    _link_back,
+    _policy,
+)
+from simulator.spec_pricing import attention_terms, forward_tail_terms
+
+SOURCES_DIGEST = "9320fbb99b9c01f12343aa24d8d2045e9af9e102a27399988fdf38c45c7020cc"
+"""sha256 of ``compiled_replica.py`` and ``spec_pricing.py`` (``compiled.KERNEL_SOURCES``), compiled into this
+module's cached kernel: a change there must change this file too, or the cache would go stale
+(``tests/test_compiled_engine.py`` checks it)."""
+
+attention_jit = numba.njit(cache=True)(attention_terms)
+forward_tail_jit = numba.njit(cache=True)(forward_tail_terms)
+
+# events: kinds and SimPy priorities
+K_ARRIVAL, K_STEP, K_WAKE, K_LATE = range(4)
+NORMAL, LATE = 1, 2
+# return codes
+DONE, FLUSH, NEED_LAYERS, EMPTY_PLAN, TOO_MANY_TOKENS = range(5)
+
+
+@numba.njit(cache=True)
+def _before(heap_t, heap_k, a, b):
+    """Whether heap entry ``a`` comes before ``b``: (time, priority, schedule order)."""
+    if heap_t[a] != heap_t[b]:
+        return heap_t[a] < heap_t[b]
+    if heap_k[a, 0] != heap_k[b, 0]:
+        return heap_k[a, 0] < heap_k[b, 0]
+    return heap_k[a, 1] < heap_k[b, 1]
+
+
+@numba.njit(cache=True)
+def _swap(heap_t, heap_k, a, b):
+    heap_t[a], heap_t[b] = heap_t[b], heap_t[a]
+    for c in range(4):
+        heap_k[a, c], heap_k[b, c] = heap_k[b, c], heap_k[a, c]
+
+
+@numba.njit(cache=True)
+def _push(glob, heap_t, heap_k, when_s, priority, kind, replica):
+    """Schedule an event (SimPy's ``schedule``: it takes the next event id)."""
+    n = glob[G_HEAP]
+    heap_t[n] = when_s
+    heap_k[n, 0], heap_k[n, 1], heap_k[n, 2], heap_k[n, 3] = priority, glob[G_EID], kind, replica
+    glob[G_EID] += 1
+    glob[G_HEAP] = n + 1
+    while n > 0:
+        parent = (n - 1) // 2
+        if not _before(heap_t, heap_k, n, parent):
+            break
+        _swap(heap_t, heap_k, n, parent)
+        n = parent
+
+
+@numba.njit(cache=True)
+def _pop(glob, heap_t, heap_k):
+    """Remove the first event into the last slot; returns that slot."""
+    n = glob[G_HEAP] - 1
+    _swap(heap_t, heap_k, 0, n)
+    glob[G_HEAP] = n
+    i = 0
+    while True:
+        left, right, low = 2 * i + 1, 2 * i + 2, i
+        if left < n and _before(heap_t, heap_k, left, low):
+            low = left
+        if right < n and _before(heap_t, heap_k, right, low):
+            low = right
+        if low == i:
+            return n
+        _swap(heap_t, heap_k, i, low)
+        i = low
+
+
+@numba.njit(cache=True)
+def _route(seq, rep, glob, par):
+    """The router's pick among all replicas: round robin, or the least loaded with ties in turn."""
+    num_replicas = rep.shape[0]
+    router = par[P_ROUTER]
+    if router == 0:
+        index = glob[G_COUNTER] % num_replicas
+        glob[G_COUNTER] += 1
+        return index
+    loads = np.empty(num_replicas)
+    for r in range(num_replicas):
+        if router == 1:
+            loads[r] = rep[r, R_WAIT + 2] + rep[r, R_PREFILL + 2] + rep[r, R_DECODE + 2]
+        else:
+            loads[r] = (par[P_NUM_BLOCKS] - rep[r, R_FREE]) / par[P_NUM_BLOCKS]
+    low = loads.min()
+    num_tied = 0
+    for r in range(num_replicas):
+        if loads[r] == low:
+            num_tied += 1
+    pick = glob[G_COUNTER] % num_tied
+    glob[G_COUNTER] += 1
+    for r in range(num_replicas):
+        if loads[r] == low:
+            if pick == 0:
+                return r
+            pick -= 1
+    return -1
+
+
+@numba.njit(cache=True)
+def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
+    """Issue request ``i`` now: a rejected one (its status set beforehand) stops here."""
+    if par[P_CLOSED_LOOP]:
+        log_arrival[i] = now
+    if seq[i, S_STATE] == REJECTED:
+        return
+    r = _route(seq, rep, glob, par)
+    seq[i, S_REPLICA] = r
+    seq[i, S_STATE] = WAITING
+    _link_back(seq, rep, r, R_WAIT, i)
+    if rep[r, R_SLEEPING]:  # wake it: it resumes in an event of its own, as a SimPy process does
+        rep[r, R_SLEEPING] = 0
+        _push(glob, heap_t, heap_k, now, NORMAL, K_WAKE, r)
+
+
+@numba.njit(cache=True)
+def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s):
+    """The open loop's arrival process from its next request: submit those due, wait for the next."""
+    while glob[G_NEXT_REQUEST] < seq.shape[0]:
+        i = glob[G_NEXT_REQUEST]
+        if arrival_s[i] > now:
+            _push(glob, heap_t, heap_k, now + (arrival_s[i] - now), NORMAL, K_ARRIVAL, -1)
+            return
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+        glob[G_NEXT_REQUEST] += 1
+
+
+@numba.njit(cache=True)
+def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
+    """Closed loop: a client sends its next request (and again at once while they are rejected)."""
+    while glob[G_NEXT_REQUEST] < seq.shape[0]:
+        i = glob[G_NEXT_REQUEST]
+        glob[G_NEXT_REQUEST] += 1
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+        if seq[i, S_STATE] != REJECTED:
+            return
+
+
+@numba.njit(cache=True)
+def _price(seq, rep, glob, par, parf, spec, layers, have, plan, rows, heap_t, heap_k, r, now):
+    """``CostModel.step`` of the planned step (spec-only), its log row, and its end event; NEED_LAYERS
+    (the plan kept) when the layers' work at its token count is not in the table yet."""
+    pairs = 0.0
+    num_prefill, prefill_kv, num_decode = 0, 0, rep[r, R_PLAN_DECODE]
+    num_logits = num_decode
+    for k in range(rep[r, R_NUM_PLANNED]):
+        i, chunk = plan[r, k, 0], plan[r, k, 1]
+        past = seq[i, S_COMPUTED]
+        num_prefill += chunk
+        pairs += chunk * past + chunk * (chunk + 1) / 2
+        prefill_kv += past + chunk
+        if past + chunk == seq[i, S_PROMPT] + seq[i, S_OUT]:
+            num_logits += 1
+    num_tokens = num_prefill + num_decode
+    if num_tokens >= have.shape[0]:
+        glob[G_NEED_TOKENS] = num_tokens
+        return TOO_MANY_TOKENS
+    if not have[num_tokens]:
+        glob[G_PENDING], glob[G_NEED_TOKENS] = r, num_tokens
+        return NEED_LAYERS
+    glob[G_PENDING] = -1
+    c, m, f, b = layers[num_tokens, 0], layers[num_tokens, 1], layers[num_tokens, 2], layers[num_tokens, 3]
+    if num_prefill > 0:
+        t, f1, b1 = attention_jit(
+            pairs,
+            num_prefill,
+            prefill_kv,
+            1.0,
+            spec[0],
+            spec[1],
+            spec[2],
+            spec[6],
+            spec[7],
+            spec[8],
+            int(spec[9]),
+        )
+        c, f, b = c + t, f + f1, b + b1
+    c, m, f, b = forward_tail_jit(
+        c,
+        m,
+        f,
+        b,
+        num_tokens,
+        num_logits * 1.0,
+        spec[10],
+        spec[11],
+        spec[8],
+        spec[12],
+        spec[13],
+        spec[14],
+        spec[15],
+        spec[16] != 0.0,
+        spec[17],
+        spec[18],
+    )
+    if num_decode > 0:
+        kv = rep[r, R_PLAN_KV]
+        t, f1, b1 = attention_jit(
+            kv, num_decode, kv, 1.0, spec[3], spec[4], spec[5], spec[6], spec[7], spec[8], int(spec[9])
+        )
+        c, f, b = c + t, f + f1, b + b1
+    duration_s = (c + m) + parf[0]
+    if rep[r, R_SWAP_TOKENS]:  # KV copied to or from host memory, not overlapped with the step
+        duration_s += rep[r, R_SWAP_TOKENS] * parf[1]
+        rep[r, R_SWAP_TOKENS] = 0
+    tp = spec[19]
+    n = glob[G_ROWS]
+    rows[n, 0], rows[n, 1], rows[n, 2] = r, now, duration_s
+    rows[n, 3] = rep[r, R_NUM_PLANNED] + num_decode
+    rows[n, 4], rows[n, 5], rows[n, 6] = num_prefill, num_decode, rep[r, R_PREEMPTED]
+    rows[n, 7] = par[P_NUM_BLOCKS] - rep[r, R_FREE]
+    rows[n, 8], rows[n, 9] = f * tp, b * tp
+    glob[G_ROWS] = n + 1
+    _push(glob, heap_t, heap_k, now + duration_s, NORMAL, K_STEP, r)
+    return DONE
+
+
+@numba.njit(cache=True)
+def run(
+    seq,
+    rep,
+    glob,
+    par,
+    parf,
+    spec,
+    layers,
+    have,
+    last_s,
+    last_end,
+    grp_t,
+    grp_c,
+    plan,
+    heap_t,
+    heap_k,
+    rows,
+    itl_gap,
+    itl_count,
+    done,
+    gap_t,
+    gap_c,
+    clock,
+    arrival_s,
+    log_arrival,
+    log_first,
+    log_finish,
+    log_replica,
+    log_preemptions,
+    log_status,
+):
+    """Play events until the queue is empty (DONE) or Python is needed (another return code)."""
+    if not glob[G_STARTED]:
+        glob[G_STARTED] = 1
+        if par[P_CLOSED_LOOP]:  # clients send before the replica processes start, which then plan
+            rep[:, R_SLEEPING] = 0
+            for _ in range(min(par[P_CLIENTS], seq.shape[0])):
+                _issue_next(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+            for r in range(rep.shape[0]):
+                if rep[r, R_WAIT + 2]:
+                    _push(glob, heap_t, heap_k, 0.0, LATE, K_LATE, r)
+                else:
+                    rep[r, R_SLEEPING] = 1
+        else:
+            _arrivals(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s)
+    max_itl = 2 * plan.shape[1] + 2  # gaps one apply may record
+    while True:
+        r = glob[G_PENDING]
+        if r >= 0:  # a plan waits for its price (the layer table was short)
+            code = _price(
+                seq, rep, glob, par, parf, spec, layers, have, plan, rows, heap_t, heap_k, r, clock[0]
+            )
+            if code != DONE:
+                return code
+        if glob[G_ROWS] + 1 > rows.shape[0] or glob[G_ITL] + max_itl > itl_gap.shape[0]:
+            return FLUSH
+        if glob[G_HEAP] == 0:
+            return DONE
+        slot = _pop(glob, heap_t, heap_k)
+        now, kind, r = heap_t[slot], heap_k[slot, 2], heap_k[slot, 3]
+        clock[0] = now
+        if kind == K_ARRIVAL:
+            _submit(glob[G_NEXT_REQUEST], now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+            glob[G_NEXT_REQUEST] += 1
+            _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s)
+            continue
+        if kind == K_STEP:
+            num_done = _apply_step(
+                seq,
+                rep,
+                glob,
+                last_s,
+                last_end,
+                grp_t,
+                grp_c,
+                plan,
+                itl_gap,
+                itl_count,
+                done,
+                gap_t,
+                gap_c,
+                log_first,
+                r,
+                now,
+            )
+            for k in range(num_done):  # _Cluster.finish
+                i = done[k]
+                log_finish[i], log_replica[i], log_status[i] = now, r, 1
+                if par[P_CLOSED_LOOP]:
+                    _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+            if not (rep[r, R_WAIT + 2] or rep[r, R_PREFILL + 2] or rep[r, R_DECODE + 2]):
+                rep[r, R_SLEEPING] = 1
+                continue
+        if kind != K_LATE and glob[G_HEAP] and heap_t[0] <= now:  # others are due now: plan after them
+            _push(glob, heap_t, heap_k, now, LATE, K_LATE, r)
+            continue
+        _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, r)
+        if not rep[r, R_NUM_PLANNED] and not rep[r, R_PLAN_DECODE]:
+            glob[G_ERROR_REPLICA] = r
+            return EMPTY_PLAN
+        glob[G_PENDING] = r

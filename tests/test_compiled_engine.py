@@ -1,0 +1,205 @@
+"""The compiled engine plays the step-by-step SimPy engine event for event: identical records."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator import Scenario, resolve, simulate
+from simulator.engine import compiled
+from simulator.metrics import SUMMARY_KEYS
+from simulator.workload import build_workload
+
+
+def _both_engines(data: dict[str, Any]) -> tuple[Any, Any]:
+    """The SimPy engine step by step, and the compiled engine (forced, however short the run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled, "COMPILED_AFTER_REQUESTS", 0)
+        fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
+        step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
+    return step, fast
+
+
+def _assert_identical(step: Any, fast: Any) -> None:
+    pd.testing.assert_frame_equal(step.requests, fast.requests)
+    pd.testing.assert_frame_equal(step.steps, fast.steps)
+    s, f = step.records.itl, fast.records.itl
+    assert list(s.gap_s) == list(f.gap_s) and list(s.count) == list(f.count)
+    assert step.records.kv_peak_used_blocks == fast.records.kv_peak_used_blocks
+    assert step.records.end_s == fast.records.end_s
+    s, f = step.summary(), fast.summary()
+    for key in SUMMARY_KEYS:
+        assert s[key] == f[key] or (s[key] != s[key] and f[key] != f[key]), key
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"arrival": "trace", "trace": "azure-conv-2023", "num_requests": 300, "rate_per_s": 3.0},
+        {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
+        {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
+        {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
+    ],
+)
+def test_compiled_engine_equals_step_mode(workload: dict[str, Any]) -> None:
+    step, fast = _both_engines({"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload})
+    _assert_identical(step, fast)
+
+
+@pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
+@pytest.mark.parametrize("preemption", ["recompute", "swap"])
+def test_compiled_engine_equals_step_mode_under_kv_pressure(policy: str, preemption: str) -> None:
+    data = {
+        "model": "llama-3.1-8b",
+        "scheduler": {
+            "gpu_memory_utilization": 0.24,
+            "block_size": 8,
+            "policy": policy,
+            "chunk_size": 256,
+            "preemption_mode": preemption,
+        },
+        "workload": {"arrival": "burst", "num_requests": 40, "input_tokens": 900, "output_tokens": 400},
+    }
+    step, fast = _both_engines(data)
+    assert step.summary()["num_preemptions"] > 0
+    _assert_identical(step, fast)
+
+
+@pytest.mark.parametrize("router", ["least_kv", "least_outstanding"])
+def test_compiled_engine_equals_step_mode_with_a_load_aware_router(router: str) -> None:
+    data = {
+        "model": "llama-3.1-8b",
+        "layout": {"dp": 3, "tp": 2},  # tp > 1: the logits' all-gather, FLOPs and bytes x tp
+        "scheduler": {"router": router, "gpu_memory_utilization": 0.3, "block_size": 4},
+        "workload": {
+            "arrival": "poisson",
+            "rate_per_s": 12.0,
+            "num_requests": 200,
+            "input_tokens": {"dist": "uniform", "low": 50, "high": 1500},
+            "output_tokens": {"dist": "uniform", "low": 20, "high": 300},
+        },
+    }
+    step, fast = _both_engines(data)
+    assert len(set(fast.requests["replica"])) == 3
+    _assert_identical(step, fast)
+
+
+def test_rejected_requests_are_recorded_with_their_reason() -> None:
+    data = {
+        "model": "llama-3.1-8b",
+        "scheduler": {"max_model_len": 1000},
+        "workload": {
+            "rate_per_s": 5.0,
+            "num_requests": 50,
+            "input_tokens": {"dist": "uniform", "low": 100, "high": 1500},
+        },
+    }
+    step, fast = _both_engines(data)
+    assert fast.summary()["num_rejected"] > 0
+    assert step.records.requests.reject_reason == fast.records.requests.reject_reason
+    _assert_identical(step, fast)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    dp=st.integers(1, 3),
+    router=st.sampled_from(["round_robin", "least_outstanding", "least_kv"]),
+    policy=st.sampled_from(["vllm", "orca", "sarathi"]),
+    chunk_size=st.sampled_from([None, 64, 512]),
+    arrival=st.sampled_from(["poisson", "burst", "concurrency"]),
+    rate=st.floats(0.5, 60.0),
+    output_high=st.integers(1, 200),
+    max_num_seqs=st.integers(1, 64),
+    max_num_batched_tokens=st.sampled_from([32, 256, 8192]),
+    block_size=st.sampled_from([1, 4, 16]),
+    memory=st.sampled_from([0.24, 0.9]),
+    seed=st.integers(0, 1000),
+)
+def test_compiled_engine_equals_step_mode_on_random_workloads(
+    dp: int,
+    router: str,
+    policy: str,
+    chunk_size: int | None,
+    arrival: str,
+    rate: float,
+    output_high: int,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+    block_size: int,
+    memory: float,
+    seed: int,
+) -> None:
+    data = {
+        "model": "llama-3.1-8b",
+        "seed": seed,
+        "layout": {"dp": dp},
+        "scheduler": {
+            "router": router,
+            "policy": policy,
+            "chunk_size": chunk_size,
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": max_num_batched_tokens,
+            "block_size": block_size,
+            "gpu_memory_utilization": memory,
+            "preemption_mode": "swap" if seed % 2 else "recompute",
+        },
+        "workload": {
+            "arrival": arrival,
+            "rate_per_s": rate if arrival == "poisson" else None,
+            "concurrency": 5 if arrival == "concurrency" else None,
+            "num_requests": 60,
+            "input_tokens": {"dist": "uniform", "low": 1, "high": 600},
+            "output_tokens": {"dist": "uniform", "low": 1, "high": output_high},
+        },
+    }
+    step, fast = _both_engines(data)
+    _assert_identical(step, fast)
+
+
+@pytest.mark.parametrize(
+    ("update", "why"),
+    [
+        ({"scheduler.fast_mode": False}, "fast_mode"),
+        ({"scheduler.policy": "static"}, "policy 'static'"),
+        ({"scheduler.router": "random"}, "router 'random'"),
+        ({"layout.pp": 2}, "pipelined"),
+        ({"scheduler.speculative": {"draft": "mtp", "num_speculative_tokens": 1}}, "speculative"),
+        (
+            {"workload": {"rate_per_s": 1.0, "num_requests": 20, "sessions": {"num_turns": 3}}},
+            "sessions",
+        ),
+    ],
+)
+def test_scenarios_the_compiled_engine_does_not_cover_run_in_simpy(update: dict[str, Any], why: str) -> None:
+    scenario = Scenario.default({"model": "llama-3.1-8b", "workload.num_requests": 20, **update})
+    resolved = resolve(scenario)
+    requests = build_workload(scenario.workload, scenario.seed)
+    blocker = compiled.compiled_engine_blocker(resolved, requests)
+    assert blocker is not None and why in blocker
+    assert not compiled.use_compiled_engine(resolved, requests)
+    with pytest.raises(ValueError, match="does not cover"):
+        compiled.run_compiled(resolved, requests)
+
+
+def test_the_default_scenario_is_covered_and_long_runs_use_it() -> None:
+    scenario = Scenario.default({"workload.num_requests": compiled.COMPILED_AFTER_REQUESTS})
+    resolved = resolve(scenario)
+    requests = build_workload(scenario.workload, scenario.seed)
+    assert compiled.compiled_engine_blocker(resolved, requests) is None
+    assert compiled.use_compiled_engine(resolved, requests)
+    assert np.all(requests.output_tokens >= 1)
+
+
+@pytest.mark.parametrize("kernel", sorted(compiled.KERNEL_SOURCES))
+def test_each_kernel_records_the_digest_of_the_code_it_compiles_in(kernel: str) -> None:
+    # numba's cache is keyed on each function's own file: an edit to compiled_replica.py or
+    # spec_pricing.py alone would leave a stale kernel in __pycache__. Update the kernel's
+    # SOURCES_DIGEST (which changes its file, and so its cache) to the value printed here.
+    module = importlib.import_module(kernel)
+    assert compiled.sources_digest(kernel) == module.SOURCES_DIGEST
