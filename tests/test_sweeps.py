@@ -14,7 +14,7 @@ import pytest
 from simulator import SUMMARY_KEYS, ConfigError, Scenario, sweep
 from simulator.resolve import resolve
 from simulator.simulate import SimulationResult, simulate
-from simulator.sweeps import ResultStore, expand, load_spec, run_sweep
+from simulator.sweeps import ResultStore, expand, load_spec, run_sweep, runner
 from simulator.sweeps import worker as sweep_worker
 from simulator.sweeps.backends import LocalBackend
 
@@ -200,13 +200,17 @@ def test_a_worker_that_dies_fails_its_point_and_the_sweep_goes_on(
     assert "BrokenProcessPool" in frame["error"][1]
 
 
-def test_dask_cluster_gives_the_same_rows_as_local_processes() -> None:
+def test_dask_cluster_gives_the_same_rows_as_local_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     distributed = pytest.importorskip("dask.distributed")
+    # long enough for the workers to load the compiled engine (locally in their initializer, on Dask
+    # through Client.run), so that both run every point in it
+    monkeypatch.setattr(runner, "COMPILED_AFTER_REQUESTS", 20)
     spec = {**SMALL, "grid": {"workload.rate_per_s": [2.0, 8.0], "layout.tp": [1, 3]}, "num_seeds": 1}
     local = run_sweep(spec, workers=2)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False) as cluster:
         remote = run_sweep(spec, backend="dask", address=cluster.scheduler_address)
     assert list(local["status"]) == ["ok", "invalid", "ok", "invalid"]
+    assert list(remote["engine"].dropna()) == ["compiled", "compiled"]
     pd.testing.assert_frame_equal(local.drop(columns="wall_s"), remote.drop(columns="wall_s"))
 
 
@@ -237,3 +241,16 @@ def test_backend_options_are_checked() -> None:
         run_sweep(SMALL, address="tcp://127.0.0.1:8786")
     with pytest.raises(ConfigError, match="positive number of seconds"):
         run_sweep(SMALL, point_timeout_s=0)
+
+
+def test_workers_of_a_long_sweep_load_the_compiled_engine_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 6 points of 40 requests: short of COMPILED_AFTER_REQUESTS each, so a worker simulates them in
+    # SimPy unless the sweep as a whole (per worker) repays loading the compiled engine first.
+    assert all(row == "simpy" for row in run_sweep(SMALL, workers=1)["engine"])
+    assert not runner._compiled_engine_pays(_points(SMALL), workers=1)
+    monkeypatch.setattr(runner, "COMPILED_AFTER_REQUESTS", 100)
+    assert runner._compiled_engine_pays(_points(SMALL), workers=2)  # 240 requests, 120 per worker
+    assert not runner._compiled_engine_pays(_points(SMALL), workers=3)
+    frame = run_sweep(SMALL, workers=2)
+    assert set(frame["engine"]) == {"compiled"}
+    _same_rows(frame, run_sweep(SMALL, workers=1))  # the same rows, whichever engine

@@ -18,6 +18,7 @@ runs in the SimPy engine.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ def use_compiled_engine(resolved: ResolvedScenario, requests: RequestTable) -> b
     return len(requests) >= COMPILED_AFTER_REQUESTS or _KERNEL_MODULE in sys.modules
 
 
+def load_compiled_engine() -> None:
+    """Load numba and the compiled kernel now (compiling it if this checkout has no cache yet), so that
+    every later covered run in this process uses it whatever its length (sweep workers, notebooks)."""
+    importlib.import_module(_KERNEL_MODULE)
+
+
 def run_compiled(resolved: ResolvedScenario, requests: RequestTable) -> RunRecords:
     """Play ``requests`` through the resolved cluster in the compiled kernel (see the module docstring)."""
     why = compiled_engine_blocker(resolved, requests)
@@ -127,6 +134,7 @@ def run_compiled(resolved: ResolvedScenario, requests: RequestTable) -> RunRecor
         num_kv_blocks=resolved.memory.num_kv_blocks,
         kv_peak_used_blocks=[int(x) for x in state["rep"][:, layout.R_PEAK]],
         end_s=float(state["clock"][0]),
+        engine="compiled",
     )
 
 
@@ -270,4 +278,10 @@ def _check_all_ended(seq: np.ndarray, layout: Any) -> None:
         raise SimulatorError(f"request {i} was left running on replica {seq[i, layout.S_REPLICA]}")
 
 
-__all__ = ["COMPILED_AFTER_REQUESTS", "compiled_engine_blocker", "run_compiled", "use_compiled_engine"]
+__all__ = [
+    "COMPILED_AFTER_REQUESTS",
+    "compiled_engine_blocker",
+    "load_compiled_engine",
+    "run_compiled",
+    "use_compiled_engine",
+]

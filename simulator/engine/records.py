@@ -164,3 +164,4 @@ class RunRecords:
     prefix_hit_tokens: int = 0  # of which read from the prefix cache instead of computed
     transfers: TransferLog | None = None  # disaggregated pools only
     kv_blocks_by_replica: list[int] | None = None  # when replicas differ (pools); else num_kv_blocks each
+    engine: str = "simpy"  # which engine played the run: "simpy" or "compiled" (simulator.engine.compiled)

@@ -88,6 +88,7 @@ def summarize(resolved: ResolvedScenario, records: RunRecords) -> dict[str, Any]
         **class_summary(log, class_slos(resolved.scenario), duration_s),
         **pool_summary(resolved, records, duration_s),
         **calibration_keys(resolved),
+        "engine": records.engine,
     }
     cost = resolved.cost
     target = cost.target if isinstance(cost, SpeculativeCostModel) else cost

@@ -22,6 +22,7 @@ from multiprocessing import forkserver, resource_tracker
 from typing import Any, Literal, Protocol
 
 from simulator.config import Scenario
+from simulator.engine.compiled import load_compiled_engine
 from simulator.errors import ConfigError
 from simulator.sweeps.worker import run_point
 
@@ -57,16 +58,22 @@ class LocalBackend:
     # from a clean server process on Linux; spawn elsewhere. (Tests that patch the worker use fork.)
     start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
 
-    def __init__(self, workers: int | None) -> None:
+    def __init__(self, workers: int | None, preload_compiled: bool = False) -> None:
         self.num_slots = workers or os.cpu_count() or 1
         self.queue_depth = 1
+        self._preload_compiled = preload_compiled
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             _start_forkserver(context)
-        return ProcessPoolExecutor(max_workers=self.num_slots, mp_context=context, initializer=_ignore_sigint)
+        return ProcessPoolExecutor(
+            max_workers=self.num_slots,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self._preload_compiled,),
+        )
 
     def submit(self, point_id: str, scenario: Scenario, timeout_s: float | None) -> Future[dict[str, Any]]:
         # A submit may start a worker: a Ctrl-C waits until it is registered, so ``abort`` can end it.
@@ -100,8 +107,12 @@ class LocalBackend:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_sigint() -> None:
+def _init_worker(preload_compiled: bool) -> None:
+    """A local worker ignores SIGINT (see ``LocalBackend``) and, for a sweep long enough to repay it,
+    loads the compiled engine once, so that its points of any length use it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if preload_compiled:
+        load_compiled_engine()
 
 
 @contextlib.contextmanager
@@ -145,7 +156,7 @@ class DaskBackend:
 
     enforces_timeout = False
 
-    def __init__(self, address: str | None, workers: int | None) -> None:
+    def __init__(self, address: str | None, workers: int | None, preload_compiled: bool = False) -> None:
         try:
             self._dask: Any = importlib.import_module("dask.distributed")
         except ImportError:
@@ -159,6 +170,8 @@ class DaskBackend:
             self._client = self._dask.Client(self._cluster)
         else:
             self._client = self._dask.Client(address)
+        if preload_compiled:  # the workers there now load the compiled engine (see _init_worker)
+            self._client.run(load_compiled_engine)
         self.num_slots = max(1, sum(self._client.nthreads().values()))
         if workers is not None and address is not None:
             self.num_slots = min(self.num_slots, workers)
@@ -200,7 +213,12 @@ def check_backend(name: str, workers: int | None = None, address: str | None = N
         raise ConfigError("--address", address, "an address is for --backend dask only")
 
 
-def make_backend(name: str, workers: int | None = None, address: str | None = None) -> Backend:
-    """The backend by name; ``address`` only for dask (default: a LocalCluster on this machine)."""
+def make_backend(
+    name: str, workers: int | None = None, address: str | None = None, preload_compiled: bool = False
+) -> Backend:
+    """The backend by name; ``address`` only for dask (default: a LocalCluster on this machine);
+    ``preload_compiled``: every worker loads the compiled engine before its first point."""
     check_backend(name, workers, address)
-    return LocalBackend(workers) if name == "local" else DaskBackend(address, workers)
+    if name == "local":
+        return LocalBackend(workers, preload_compiled)
+    return DaskBackend(address, workers, preload_compiled)

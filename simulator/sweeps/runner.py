@@ -7,6 +7,7 @@ point took on its worker) and every scalar of the summary (NaN when the point ha
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.engine.compiled import COMPILED_AFTER_REQUESTS
 from simulator.errors import ConfigError
 from simulator.sweeps.backends import Backend, check_backend, make_backend
 from simulator.sweeps.progress import SweepProgress
@@ -53,7 +55,8 @@ def run_sweep(
         store.prepare(resume, sweep.model_dump(mode="json") | {"base": base_mapping(sweep, base_dir)})
         done = store.done_ids() if resume else set()
     todo = [p for p in points if p.point_id not in done]
-    pool = make_backend(backend, workers, address) if _any_valid(todo) else None
+    preload = _compiled_engine_pays(todo, workers)
+    pool = make_backend(backend, workers, address, preload) if _any_valid(todo) else None
     with SweepProgress(len(todo), progress) as bar:
         rows = _collect(_run_points(todo, pool, point_timeout_s), columns, store, bar)
     frame = store.read() if store is not None else pd.DataFrame(rows)
@@ -93,6 +96,15 @@ def _unique(points: list[SweepPoint]) -> list[SweepPoint]:
     for p in points:
         seen.setdefault(p.point_id, p)
     return list(seen.values())
+
+
+def _compiled_engine_pays(points: Sequence[SweepPoint], workers: int | None) -> bool:
+    """Whether each worker simulates enough requests to repay loading the compiled engine once
+    (``COMPILED_AFTER_REQUESTS``), however short each point: then every worker loads it first."""
+    total = sum(
+        p.scenario.workload.num_requests or COMPILED_AFTER_REQUESTS for p in points if p.scenario is not None
+    )
+    return total >= COMPILED_AFTER_REQUESTS * (workers or os.cpu_count() or 1)
 
 
 def _any_valid(points: Sequence[SweepPoint]) -> bool:
