@@ -220,9 +220,9 @@ def _initial_state(
         "plan": np.zeros((num_replicas, group, 2), dtype=np.int64),
         "heap_t": np.zeros(heap),
         "heap_k": np.zeros((heap, 4), dtype=np.int64),
-        "rows": np.zeros((_ROWS_PER_FLUSH, 10)),
-        "itl_gap": np.zeros(_GAPS_PER_FLUSH + 2 * group + 2),
-        "itl_count": np.zeros(_GAPS_PER_FLUSH + 2 * group + 2, dtype=np.int64),
+        "rows": np.empty((_ROWS_PER_FLUSH, 10)),  # buffers: written before read
+        "itl_gap": np.empty(_GAPS_PER_FLUSH + 2 * group + 2),
+        "itl_count": np.empty(_GAPS_PER_FLUSH + 2 * group + 2, dtype=np.int64),
         "done": np.zeros(2 * group + 2, dtype=np.int64),
         "gap_t": np.zeros(group),
         "gap_c": np.zeros(group, dtype=np.int64),
