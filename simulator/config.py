@@ -32,7 +32,7 @@ from simulator.config_workload import (
     UniformLengths,
     WorkloadConfig,
 )
-from simulator.datafiles import read_yaml_mapping
+from simulator.datafiles import SAFE_DUMPER, read_yaml_mapping
 from simulator.errors import ConfigError
 from simulator.precision import DType, KVDType
 from simulator.resources import default_scenario_path
@@ -283,7 +283,7 @@ class Scenario(BaseModel):
 
     def to_yaml(self) -> str:
         """The resolved scenario as YAML (written next to every result)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.dump(self.model_dump(mode="json"), Dumper=SAFE_DUMPER, sort_keys=False)
 
 
 def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
