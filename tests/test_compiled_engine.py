@@ -71,8 +71,8 @@ def test_compiled_engine_equals_step_mode_under_kv_pressure(policy: str, preempt
     _assert_identical(step, fast)
 
 
-@pytest.mark.parametrize("router", ["least_kv", "least_outstanding"])
-def test_compiled_engine_equals_step_mode_with_a_load_aware_router(router: str) -> None:
+@pytest.mark.parametrize("router", ["least_kv", "least_outstanding", "random"])
+def test_compiled_engine_equals_step_mode_with_each_router(router: str) -> None:
     data = {
         "model": "llama-3.1-8b",
         "layout": {"dp": 3, "tp": 2},  # tp > 1: the logits' all-gather, FLOPs and bytes x tp
@@ -109,7 +109,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dp=st.integers(1, 3),
-    router=st.sampled_from(["round_robin", "least_outstanding", "least_kv"]),
+    router=st.sampled_from(["round_robin", "least_outstanding", "least_kv", "random"]),
     policy=st.sampled_from(["vllm", "orca", "sarathi"]),
     chunk_size=st.sampled_from([None, 64, 512]),
     arrival=st.sampled_from(["poisson", "burst", "concurrency"]),
@@ -167,7 +167,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
     [
         ({"scheduler.fast_mode": False}, "fast_mode"),
         ({"scheduler.policy": "static"}, "policy 'static'"),
-        ({"scheduler.router": "random"}, "router 'random'"),
+        ({"scheduler.router": "power_of_two"}, "router 'power_of_two'"),
         ({"layout.pp": 2}, "pipelined"),
         ({"scheduler.speculative": {"draft": "mtp", "num_speculative_tokens": 1}}, "speculative"),
         (

@@ -9,10 +9,11 @@ layers' work at token counts it has not seen (``CostModel.layer_terms``), drains
 the run's records, and turns its error codes into the engine's errors.
 
 Covered: open-loop and closed-loop traffic; the vllm, orca and sarathi policies; the round_robin,
-least_outstanding and least_kv routers; recompute and swap preemption; spec-only cost models with
-pp = 1 and no attention-DP. Anything else (priority classes, prefix caching, sessions, speculative
-decoding, calibrated or pipelined cost models, random routers, static batching, pools, autoscaling)
-runs in the SimPy engine.
+least_outstanding, least_kv and random routers (the random router's draws are made beforehand, one per
+routed request in request order, as the SimPy engine draws them); recompute and swap preemption;
+spec-only cost models with pp = 1 and no attention-DP. Anything else (priority classes, prefix caching,
+sessions, speculative decoding, calibrated or pipelined cost models, the power_of_two and
+prefix_affinity routers, static batching, pools, autoscaling) runs in the SimPy engine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from simulator.engine.records import STATUS_REJECTED, ItlLog, RequestLog, RunRecords, StepLog
 from simulator.errors import SimulatorError
 from simulator.resolve import ResolvedScenario, rejection_reasons
+from simulator.rng import stream
 from simulator.scheduling.policies import ADMISSION_WATERMARK_FRAC
 from simulator.step_cost import CostModel
 from simulator.workload import RequestTable
@@ -40,7 +42,7 @@ SimPy engine spends on some 2,000 requests (measured: the default scenario at 64
 
 _KERNEL_MODULE = "simulator.engine.compiled_kernel"
 _POLICIES = ("vllm", "orca", "sarathi")  # the kernel's policy codes, in order
-_ROUTERS = ("round_robin", "least_outstanding", "least_kv")  # and its router codes
+_ROUTERS = ("round_robin", "least_outstanding", "least_kv", "random")  # and its router codes
 _ROWS_PER_FLUSH = 1 << 16
 _GAPS_PER_FLUSH = 1 << 17
 
@@ -186,6 +188,10 @@ def _initial_state(
             seq[i, layout.S_STATE] = layout.REJECTED
             log.status[i] = STATUS_REJECTED
             log.reject_reason[i] = reason
+    if sched.router == "random":  # one draw per routed request, in the order they are routed: id order
+        routed = seq[:, layout.S_STATE] != layout.REJECTED
+        draws = stream(resolved.scenario.seed, "routing").integers(num_replicas, size=int(routed.sum()))
+        seq[routed, layout.S_ROUTE] = draws
     rep = np.zeros((num_replicas, layout.REP_COLUMNS), dtype=np.int64)
     for column in (layout.R_WAIT, layout.R_PREFILL, layout.R_DECODE):
         rep[:, column : column + 2] = -1

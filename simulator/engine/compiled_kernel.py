@@ -49,6 +49,7 @@ from simulator.engine.compiled_replica import (
     S_OUT,
     S_PROMPT,
     S_REPLICA,
+    S_ROUTE,
     S_STATE,
     WAITING,
     _apply_step,
@@ -57,7 +58,7 @@ from simulator.engine.compiled_replica import (
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "9320fbb99b9c01f12343aa24d8d2045e9af9e102a27399988fdf38c45c7020cc"
+SOURCES_DIGEST = "823eeb6d1bb699a3846c9f3d0cdaea67d8674319a0c5266f6e33a0f6da353113"
 """sha256 of ``compiled_replica.py`` and ``spec_pricing.py`` (``compiled.KERNEL_SOURCES``), compiled into this
 module's cached kernel: a change there must change this file too, or the cache would go stale
 (``tests/test_compiled_engine.py`` checks it)."""
@@ -125,10 +126,13 @@ def _pop(glob, heap_t, heap_k):
 
 
 @numba.njit(cache=True)
-def _route(seq, rep, glob, par):
-    """The router's pick among all replicas: round robin, or the least loaded with ties in turn."""
+def _route(seq, rep, glob, par, i):
+    """The router's pick among all replicas: round robin, the least loaded with ties in turn, or
+    request ``i``'s draw from the "routing" stream (drawn beforehand, in the order requests are routed)."""
     num_replicas = rep.shape[0]
     router = par[P_ROUTER]
+    if router == 3:
+        return seq[i, S_ROUTE]
     if router == 0:
         index = glob[G_COUNTER] % num_replicas
         glob[G_COUNTER] += 1
@@ -161,7 +165,7 @@ def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
         log_arrival[i] = now
     if seq[i, S_STATE] == REJECTED:
         return
-    r = _route(seq, rep, glob, par)
+    r = _route(seq, rep, glob, par, i)
     seq[i, S_REPLICA] = r
     seq[i, S_STATE] = WAITING
     _link_back(seq, rep, r, R_WAIT, i)

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import numba
 
-# seq columns (int64)
-S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED, S_REPLICA = (
-    range(11)
-)
-SEQ_COLUMNS = 11
+# seq columns (int64); S_ROUTE: the random router's draw for the request, drawn beforehand
+S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED = range(10)
+S_REPLICA, S_ROUTE = 10, 11
+SEQ_COLUMNS = 12
 # S_STATE values
 NEW, WAITING, PREFILLING, DECODING, FINISHED, REJECTED = range(6)
 # rep columns (int64): three linked lists (head, tail, length), KV, the decode set, the step in flight
