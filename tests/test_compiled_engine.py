@@ -6,14 +6,13 @@ import importlib
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from _records import assert_same_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, resolve, simulate
 from simulator.engine import compiled
-from simulator.metrics import SUMMARY_KEYS
 from simulator.workload import build_workload
 
 
@@ -24,18 +23,6 @@ def _both_engines(data: dict[str, Any]) -> tuple[Any, Any]:
         fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
         step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
     return step, fast
-
-
-def _assert_identical(step: Any, fast: Any) -> None:
-    pd.testing.assert_frame_equal(step.requests, fast.requests)
-    pd.testing.assert_frame_equal(step.steps, fast.steps)
-    s, f = step.records.itl, fast.records.itl
-    assert list(s.gap_s) == list(f.gap_s) and list(s.count) == list(f.count)
-    assert step.records.kv_peak_used_blocks == fast.records.kv_peak_used_blocks
-    assert step.records.end_s == fast.records.end_s
-    s, f = step.summary(), fast.summary()
-    for key in SUMMARY_KEYS:
-        assert s[key] == f[key] or (s[key] != s[key] and f[key] != f[key]), key
 
 
 @pytest.mark.parametrize(
@@ -49,7 +36,7 @@ def _assert_identical(step: Any, fast: Any) -> None:
 )
 def test_compiled_engine_equals_step_mode(workload: dict[str, Any]) -> None:
     step, fast = _both_engines({"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload})
-    _assert_identical(step, fast)
+    assert_same_records(step, fast)
 
 
 @pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
@@ -68,7 +55,7 @@ def test_compiled_engine_equals_step_mode_under_kv_pressure(policy: str, preempt
     }
     step, fast = _both_engines(data)
     assert step.summary()["num_preemptions"] > 0
-    _assert_identical(step, fast)
+    assert_same_records(step, fast)
 
 
 @pytest.mark.parametrize("router", ["least_kv", "least_outstanding", "random"])
@@ -87,7 +74,7 @@ def test_compiled_engine_equals_step_mode_with_each_router(router: str) -> None:
     }
     step, fast = _both_engines(data)
     assert len(set(fast.requests["replica"])) == 3
-    _assert_identical(step, fast)
+    assert_same_records(step, fast)
 
 
 def test_rejected_requests_are_recorded_with_their_reason() -> None:
@@ -103,7 +90,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
     step, fast = _both_engines(data)
     assert fast.summary()["num_rejected"] > 0
     assert step.records.requests.reject_reason == fast.records.requests.reject_reason
-    _assert_identical(step, fast)
+    assert_same_records(step, fast)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -159,7 +146,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
         },
     }
     step, fast = _both_engines(data)
-    _assert_identical(step, fast)
+    assert_same_records(step, fast)
 
 
 @pytest.mark.parametrize(

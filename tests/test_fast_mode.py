@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import pandas as pd
 import pytest
+from _records import assert_same_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, simulate
 from simulator.engine import decode_run, loop
-from simulator.metrics import SUMMARY_KEYS
 from simulator.step_cost import CostModel
 
 
@@ -52,14 +51,6 @@ def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
     return step, fast
 
 
-def _assert_identical(step: Any, fast: Any) -> None:
-    pd.testing.assert_frame_equal(step.requests, fast.requests)
-    pd.testing.assert_frame_equal(step.steps, fast.steps)
-    s, f = step.summary(), fast.summary()
-    for key in SUMMARY_KEYS:
-        assert s[key] == f[key] or (s[key] != s[key] and f[key] != f[key]), key
-
-
 @pytest.mark.parametrize(
     "workload",
     [
@@ -79,7 +70,7 @@ def _assert_identical(step: Any, fast: Any) -> None:
 def test_fast_mode_equals_step_mode(workload: dict[str, Any]) -> None:
     data = {"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload}
     step, fast = _both_modes(data)
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
 
 
 @pytest.mark.usefixtures("run_pricing")
@@ -93,7 +84,7 @@ def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
     }
     step, fast = _both_modes(data)
     assert step.summary()["num_preemptions"] > 0
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
 
 
 @pytest.mark.usefixtures("run_pricing")
@@ -114,7 +105,7 @@ def test_fast_mode_equals_step_mode_with_a_kv_aware_router() -> None:
     }
     step, fast = _both_modes(data)
     assert fast.summary()["num_steps"] > 1000  # long enough for runs to be cut mid-way
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
 
 
 @pytest.mark.parametrize("policy", ["vllm", "sarathi"])
@@ -138,7 +129,7 @@ def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
     }
     step, fast = _both_modes(data)
     assert step.summary()["num_preemptions"] > 0
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,7 +185,7 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
     with pytest.MonkeyPatch.context() as patch:
         _runs_priced(patch, compile_after, first_run_steps)
         step, fast = _both_modes(data)
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
 
 
 def test_a_run_ends_at_exactly_the_time_step_by_step_would() -> None:
@@ -214,6 +205,6 @@ def test_a_run_ends_at_exactly_the_time_step_by_step_would() -> None:
         },
     }
     step, fast = _both_modes(data)
-    _assert_identical(step, fast)
+    assert_same_records(step, fast, gaps_in_order=False)
     req = fast.requests
     assert set(req["arrival_s"].iloc[4:]) <= set(req["finish_s"])  # issued exactly at finishes
