@@ -71,7 +71,7 @@ def summary_table(result: SimulationResult) -> Table:
                 f" / {_pct(s[n + '.slo_met_frac'])}",
             )
         )
-    rows.append(("wall time", f"{result.wall_s:.2f} s"))
+    rows.append(("wall time", f"{result.wall_s:.2f} s ({s['engine']} engine)"))
     for key, value in rows:
         table.add_row(key, value)
     return table
