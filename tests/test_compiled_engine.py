@@ -77,6 +77,41 @@ def test_compiled_engine_equals_step_mode_with_each_router(router: str) -> None:
     assert_same_records(step, fast)
 
 
+@pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
+@pytest.mark.parametrize("priority_preemption", [True, False])
+def test_compiled_engine_equals_step_mode_with_priority_classes(
+    policy: str, priority_preemption: bool
+) -> None:
+    # Urgent chats arriving while a batch backlog decodes: three levels, preemptions of the least urgent.
+    classes = [
+        {"name": "chat", "priority": 0, "rate_per_s": 8.0, "num_requests": 60, "output_tokens": 40},
+        {"name": "agent", "priority": 3, "rate_per_s": 2.0, "num_requests": 20, "output_tokens": 120},
+        {
+            "name": "batch",
+            "priority": 7,
+            "arrival": "burst",
+            "num_requests": 30,
+            "input_tokens": 900,
+            "output_tokens": 300,
+        },
+    ]
+    data = {
+        "model": "llama-3.1-8b",
+        "layout": {"dp": 2},
+        "scheduler": {
+            "gpu_memory_utilization": 0.24,
+            "block_size": 8,
+            "policy": policy,
+            "priority_preemption": priority_preemption,
+        },
+        "workload": {"classes": classes},
+    }
+    step, fast = _both_engines(data)
+    assert fast.records.engine == "compiled" and step.records.engine == "simpy"
+    assert step.summary()["num_preemptions"] > 0
+    assert_same_records(step, fast)
+
+
 def test_rejected_requests_are_recorded_with_their_reason() -> None:
     data = {
         "model": "llama-3.1-8b",
@@ -106,6 +141,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
     max_num_batched_tokens=st.sampled_from([32, 256, 8192]),
     block_size=st.sampled_from([1, 4, 16]),
     memory=st.sampled_from([0.24, 0.9]),
+    priorities=st.sampled_from([None, (0, 0), (0, 1), (2, 1, 5)]),
     seed=st.integers(0, 1000),
 )
 def test_compiled_engine_equals_step_mode_on_random_workloads(
@@ -120,8 +156,27 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
     max_num_batched_tokens: int,
     block_size: int,
     memory: float,
+    priorities: tuple[int, ...] | None,
     seed: int,
 ) -> None:
+    lengths = {
+        "input_tokens": {"dist": "uniform", "low": 1, "high": 600},
+        "output_tokens": {"dist": "uniform", "low": 1, "high": output_high},
+    }
+    workload: dict[str, Any] = {
+        "arrival": arrival,
+        "rate_per_s": rate if arrival == "poisson" else None,
+        "concurrency": 5 if arrival == "concurrency" else None,
+        "num_requests": 60,
+        **lengths,
+    }
+    if priorities is not None:  # request classes, each with its own arrivals
+        workload = {
+            "classes": [
+                {"name": f"c{k}", "priority": p, "rate_per_s": rate / (k + 1), "num_requests": 25, **lengths}
+                for k, p in enumerate(priorities)
+            ]
+        }
     data = {
         "model": "llama-3.1-8b",
         "seed": seed,
@@ -136,14 +191,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
             "gpu_memory_utilization": memory,
             "preemption_mode": "swap" if seed % 2 else "recompute",
         },
-        "workload": {
-            "arrival": arrival,
-            "rate_per_s": rate if arrival == "poisson" else None,
-            "concurrency": 5 if arrival == "concurrency" else None,
-            "num_requests": 60,
-            "input_tokens": {"dist": "uniform", "low": 1, "high": 600},
-            "output_tokens": {"dist": "uniform", "low": 1, "high": output_high},
-        },
+        "workload": workload,
     }
     step, fast = _both_engines(data)
     assert_same_records(step, fast)
@@ -160,6 +208,10 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
         (
             {"workload": {"rate_per_s": 1.0, "num_requests": 20, "sessions": {"num_turns": 3}}},
             "sessions",
+        ),
+        (
+            {"workload": {"classes": [{"name": f"c{k}", "priority": k} for k in range(9)]}},
+            "more than 8 priority levels",
         ),
     ],
 )

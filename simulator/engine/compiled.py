@@ -8,12 +8,13 @@ at a small fraction of the cost per simulated step. This module builds its array
 layers' work at token counts it has not seen (``CostModel.layer_terms``), drains its log buffers into
 the run's records, and turns its error codes into the engine's errors.
 
-Covered: open-loop and closed-loop traffic; the vllm, orca and sarathi policies; the round_robin,
-least_outstanding, least_kv and random routers (the random router's draws are made beforehand, one per
-routed request in request order, as the SimPy engine draws them); recompute and swap preemption;
-spec-only cost models with pp = 1 and no attention-DP. Anything else (priority classes, prefix caching,
-sessions, speculative decoding, calibrated or pipelined cost models, the power_of_two and
-prefix_affinity routers, static batching, pools, autoscaling) runs in the SimPy engine.
+Covered: open-loop and closed-loop traffic; request classes with their priorities (and priority
+preemption); the vllm, orca and sarathi policies; the round_robin, least_outstanding, least_kv and
+random routers (the random router's draws are made beforehand, one per routed request in request
+order, as the SimPy engine draws them); recompute and swap preemption; spec-only cost models with
+pp = 1 and no attention-DP. Anything else (more than 8 priority levels, prefix caching, sessions,
+speculative decoding, calibrated or pipelined cost models, the power_of_two and prefix_affinity
+routers, static batching, pools, autoscaling) runs in the SimPy engine.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SimPy engine spends on some 2,000 requests (measured: the default scenario at 64
 _KERNEL_MODULE = "simulator.engine.compiled_kernel"
 _POLICIES = ("vllm", "orca", "sarathi")  # the kernel's policy codes, in order
 _ROUTERS = ("round_robin", "least_outstanding", "least_kv", "random")  # and its router codes
+_MAX_PRIORITY_LEVELS = 8  # compiled_replica.MAX_LEVELS
 _ROWS_PER_FLUSH = 1 << 16
 _GAPS_PER_FLUSH = 1 << 17
 
@@ -77,7 +79,10 @@ def compiled_engine_blocker(resolved: ResolvedScenario, requests: RequestTable) 
             not isinstance(cost, CostModel) or cost.spec_terms() is None,
             "calibrated, pipelined or speculative cost model",
         ),
-        (len(set(requests.class_priorities)) > 1, "request classes of different priorities"),
+        (
+            len(set(requests.class_priorities)) > _MAX_PRIORITY_LEVELS,
+            f"more than {_MAX_PRIORITY_LEVELS} priority levels",
+        ),
         (requests.next_turn is not None, "multi-turn sessions"),
         (sched.prefix_caching and requests.prefix_id is not None, "prefix caching"),
     )
@@ -104,6 +109,8 @@ def run_compiled(resolved: ResolvedScenario, requests: RequestTable) -> RunRecor
         raise ValueError(f"the compiled engine does not cover this scenario: {why}")
     from simulator.engine import compiled_kernel as kernel
     from simulator.engine import compiled_replica as layout
+
+    assert layout.MAX_LEVELS == _MAX_PRIORITY_LEVELS
 
     log = RequestLog.empty(requests.arrival_s, requests.input_tokens, requests.output_tokens)
     log.class_id, log.class_names = requests.class_id, requests.class_names
@@ -188,6 +195,11 @@ def _initial_state(
             seq[i, layout.S_STATE] = layout.REJECTED
             log.status[i] = STATUS_REJECTED
             log.reject_reason[i] = reason
+    levels = sorted(set(requests.class_priorities))
+    if len(levels) > 1:  # request classes: a request's level is its class priority's rank
+        assert requests.class_id is not None
+        rank = np.array([levels.index(p) for p in requests.class_priorities], dtype=np.int64)
+        seq[:, layout.S_LEVEL] = rank[requests.class_id]
     if sched.router == "random":  # one draw per routed request, in the order they are routed: id order
         routed = seq[:, layout.S_STATE] != layout.REJECTED
         draws = stream(resolved.scenario.seed, "routing").integers(num_replicas, size=int(routed.sum()))
@@ -197,6 +209,7 @@ def _initial_state(
         rep[:, column : column + 2] = -1
     rep[:, layout.R_FREE] = memory.num_kv_blocks
     rep[:, layout.R_SLEEPING] = 1
+    rep[:, layout.R_LEVELS :] = -1
     glob = np.zeros(layout.GLOB_COLUMNS, dtype=np.int64)
     glob[layout.G_PENDING] = -1
     longest = int((requests.input_tokens + requests.output_tokens).max()) if num else 1
@@ -257,6 +270,8 @@ def _params(resolved: ResolvedScenario, requests: RequestTable, layout: Any) -> 
     par[layout.P_NUM_BLOCKS] = num_blocks
     par[layout.P_CLOSED_LOOP] = requests.closed_loop_clients is not None
     par[layout.P_CLIENTS] = requests.closed_loop_clients or 0
+    prioritized = len(set(requests.class_priorities)) > 1
+    par[layout.P_PRIORITY_PREEMPTION] = prioritized and sched.priority_preemption
     return par
 
 

@@ -53,12 +53,12 @@ from simulator.engine.compiled_replica import (
     S_STATE,
     WAITING,
     _apply_step,
-    _link_back,
     _policy,
+    _wait_back,
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "823eeb6d1bb699a3846c9f3d0cdaea67d8674319a0c5266f6e33a0f6da353113"
+SOURCES_DIGEST = "612d1a62308548ae4108c96a701eea205c336a4282545ab79a7df2e56df714fa"
 """sha256 of ``compiled_replica.py`` and ``spec_pricing.py`` (``compiled.KERNEL_SOURCES``), compiled into this
 module's cached kernel: a change there must change this file too, or the cache would go stale
 (``tests/test_compiled_engine.py`` checks it)."""
@@ -168,7 +168,7 @@ def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
     r = _route(seq, rep, glob, par, i)
     seq[i, S_REPLICA] = r
     seq[i, S_STATE] = WAITING
-    _link_back(seq, rep, r, R_WAIT, i)
+    _wait_back(seq, rep, r, i)
     if rep[r, R_SLEEPING]:  # wake it: it resumes in an event of its own, as a SimPy process does
         rep[r, R_SLEEPING] = 0
         _push(glob, heap_t, heap_k, now, NORMAL, K_WAKE, r)

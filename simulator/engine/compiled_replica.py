@@ -23,23 +23,25 @@ import numba
 
 # seq columns (int64); S_ROUTE: the random router's draw for the request, drawn beforehand
 S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED = range(10)
-S_REPLICA, S_ROUTE = 10, 11
-SEQ_COLUMNS = 12
+S_REPLICA, S_ROUTE, S_LEVEL = 10, 11, 12  # S_LEVEL: its class's rank by priority (0: most urgent)
+SEQ_COLUMNS = 13
 # S_STATE values
 NEW, WAITING, PREFILLING, DECODING, FINISHED, REJECTED = range(6)
 # rep columns (int64): three linked lists (head, tail, length), KV, the decode set, the step in flight
 R_WAIT, R_PREFILL, R_DECODE = 0, 3, 6  # + 0 head, + 1 tail, + 2 length
 R_FREE, R_PEAK, R_KV_TOKENS, R_STEP, R_CONTINUING, R_NUM_GROUPS, R_SLEEPING = range(9, 16)
 R_NUM_PLANNED, R_PLAN_DECODE, R_PLAN_KV, R_SWAP_TOKENS, R_PREEMPTED = range(16, 21)
-REP_COLUMNS = 21
+R_LEVELS = 21  # + 2 level, + 2 level + 1: the first and last waiting request of each priority level
+MAX_LEVELS = 8
+REP_COLUMNS = R_LEVELS + 2 * MAX_LEVELS
 # glob (int64)
 G_EID, G_NEXT_REQUEST, G_COUNTER, G_HEAP, G_ROWS, G_ITL, G_PENDING, G_NEED_TOKENS, G_STARTED = range(9)
 G_ERROR_REPLICA = 9
 GLOB_COLUMNS = 10
 # params (int64)
 P_BLOCK_SIZE, P_MAX_SEQS, P_MAX_BATCHED, P_CHUNK, P_POLICY, P_ROUTER, P_WATERMARK = range(7)
-P_SWAP, P_NUM_BLOCKS, P_CLOSED_LOOP, P_CLIENTS = range(7, 11)
-PARAM_COLUMNS = 11
+P_SWAP, P_NUM_BLOCKS, P_CLOSED_LOOP, P_CLIENTS, P_PRIORITY_PREEMPTION = range(7, 12)
+PARAM_COLUMNS = 12
 
 
 @numba.njit(cache=True)
@@ -79,6 +81,68 @@ def _unlink(seq, rep, r, at, i):
     else:
         rep[r, at + 1] = prev
     rep[r, at + 2] -= 1
+
+
+@numba.njit(cache=True)
+def _insert_after(seq, rep, r, at, prev, i):
+    """Insert request ``i`` into a list after ``prev`` (-1: at its head)."""
+    if prev < 0:
+        _link_front(seq, rep, r, at, i)
+        return
+    nxt = seq[prev, S_NEXT]
+    seq[i, S_PREV], seq[i, S_NEXT] = prev, nxt
+    seq[prev, S_NEXT] = i
+    if nxt >= 0:
+        seq[nxt, S_PREV] = i
+    else:
+        rep[r, at + 1] = i
+    rep[r, at + 2] += 1
+
+
+@numba.njit(cache=True)
+def _last_more_urgent(rep, r, level):
+    """The last waiting request of the nearest non-empty more urgent level (-1: none)."""
+    for more_urgent in range(level - 1, -1, -1):
+        if rep[r, R_LEVELS + 2 * more_urgent + 1] >= 0:
+            return rep[r, R_LEVELS + 2 * more_urgent + 1]
+    return -1
+
+
+@numba.njit(cache=True)
+def _wait_back(seq, rep, r, i):
+    """``WaitingQueue.append``: to the back of its priority level."""
+    at = R_LEVELS + 2 * seq[i, S_LEVEL]
+    tail = rep[r, at + 1]
+    prev = tail if tail >= 0 else _last_more_urgent(rep, r, seq[i, S_LEVEL])
+    _insert_after(seq, rep, r, R_WAIT, prev, i)
+    rep[r, at + 1] = i
+    if rep[r, at] < 0:
+        rep[r, at] = i
+
+
+@numba.njit(cache=True)
+def _wait_front(seq, rep, r, i):
+    """``WaitingQueue.appendleft``: to the front of its priority level (a preempted request)."""
+    at = R_LEVELS + 2 * seq[i, S_LEVEL]
+    head = rep[r, at]
+    prev = seq[head, S_PREV] if head >= 0 else _last_more_urgent(rep, r, seq[i, S_LEVEL])
+    _insert_after(seq, rep, r, R_WAIT, prev, i)
+    rep[r, at] = i
+    if rep[r, at + 1] < 0:
+        rep[r, at + 1] = i
+
+
+@numba.njit(cache=True)
+def _wait_pop(seq, rep, r):
+    """``WaitingQueue.popleft``: the head, the first of the most urgent level that has requests."""
+    i = rep[r, R_WAIT]
+    at = R_LEVELS + 2 * seq[i, S_LEVEL]
+    if rep[r, at + 1] == i:
+        rep[r, at] = rep[r, at + 1] = -1
+    else:
+        rep[r, at] = seq[i, S_NEXT]
+    _unlink(seq, rep, r, R_WAIT, i)
+    return i
 
 
 @numba.njit(cache=True)
@@ -150,9 +214,8 @@ def _join_decode(seq, rep, last_s, grp_t, grp_c, r, i):
 
 
 @numba.njit(cache=True)
-def _preempt_youngest(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r):
-    """``ReplicaState.preempt_youngest_decoder``: to the front of the queue, its blocks freed."""
-    i = rep[r, R_DECODE + 1]
+def _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r, i):
+    """``ReplicaState._to_front_of_queue``: decoder ``i`` to the front of its level, its blocks freed."""
     _leave_decode(seq, rep, last_s, grp_t, grp_c, r, i)
     rep[r, R_FREE] += seq[i, S_BLOCKS]
     seq[i, S_BLOCKS] = 0
@@ -163,8 +226,29 @@ def _preempt_youngest(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r):
         seq[i, S_COMPUTED] = 0
     log_preemptions[i] += 1
     seq[i, S_STATE] = WAITING
-    _link_front(seq, rep, r, R_WAIT, i)
+    _wait_front(seq, rep, r, i)
     rep[r, R_PREEMPTED] += 1
+
+
+@numba.njit(cache=True)
+def _make_room_for_urgent(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r):
+    """Priority classes: preempt the youngest of the least urgent decoders, less urgent than the head
+    of the queue, while the head lacks blocks (``_make_room_for_urgent``)."""
+    if not par[P_PRIORITY_PREEMPTION] or not rep[r, R_WAIT + 2] or not rep[r, R_DECODE + 2]:
+        return
+    head = rep[r, R_WAIT]
+    urgency = seq[head, S_LEVEL]
+    need = _blocks_for(seq[head, S_PROMPT] + seq[head, S_OUT], par[P_BLOCK_SIZE]) - seq[head, S_BLOCKS]
+    need = max(0, need) + par[P_WATERMARK]
+    while need > rep[r, R_FREE]:
+        victim, i = -1, rep[r, R_DECODE + 1]
+        while i >= 0:  # youngest first; a tie keeps the younger
+            if seq[i, S_LEVEL] > urgency and (victim < 0 or seq[i, S_LEVEL] > seq[victim, S_LEVEL]):
+                victim = i
+            i = seq[i, S_PREV]
+        if victim < 0:
+            return
+        _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r, victim)
 
 
 @numba.njit(cache=True)
@@ -172,7 +256,7 @@ def _decode_all(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r):
     """Every member decodes one token; preempt the youngest while blocks are short."""
     block_size = par[P_BLOCK_SIZE]
     while rep[r, R_DECODE + 2] and _decode_need(seq, rep, r, block_size) > rep[r, R_FREE]:
-        _preempt_youngest(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r)
+        _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r, rep[r, R_DECODE + 1])
     if not rep[r, R_DECODE + 2]:
         return
     _take(rep, par, r, _decode_need(seq, rep, r, block_size))
@@ -214,7 +298,7 @@ def _admit_waiting(seq, rep, par, plan, r, budget, chunked, thrashing, long_need
             rep[r, R_SWAP_TOKENS] += seq[i, S_SWAPPED]
             seq[i, S_SWAPPED] = 0
         seq[i, S_STATE] = PREFILLING
-        _unlink(seq, rep, r, R_WAIT, i)
+        _wait_pop(seq, rep, r)
         _link_back(seq, rep, r, R_PREFILL, i)
         _plan_prefill(seq, rep, plan, r, i, num_new)
         budget -= num_new
@@ -246,13 +330,16 @@ def _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, r):
     policy, max_batched = par[P_POLICY], par[P_MAX_BATCHED]
     if policy == 0:  # vllm: prefills first, alone; else every member decodes
         if rep[r, R_WAIT + 2]:
+            _make_room_for_urgent(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r)
             _admit_waiting(seq, rep, par, plan, r, max_batched, False, False, False)
             if rep[r, R_NUM_PLANNED]:
                 return
         _decode_all(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r)
         return
+    _make_room_for_urgent(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r)
+    num_urgent_victims = rep[r, R_PREEMPTED]
     _decode_all(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, r)
-    thrashing = rep[r, R_PREEMPTED] > 0
+    thrashing = rep[r, R_PREEMPTED] > num_urgent_victims
     if policy == 1:  # orca: whole prompts in what the decodes leave of the budget
         budget = max_batched - rep[r, R_PLAN_DECODE]
         _admit_waiting(seq, rep, par, plan, r, budget, False, thrashing, True)
