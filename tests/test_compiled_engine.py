@@ -112,6 +112,44 @@ def test_compiled_engine_equals_step_mode_with_priority_classes(
     assert_same_records(step, fast)
 
 
+@pytest.mark.parametrize("policy", ["vllm", "orca", "sarathi"])
+@pytest.mark.parametrize("router", ["round_robin", "prefix_affinity"])
+@pytest.mark.parametrize("caching", [True, False])
+def test_compiled_engine_equals_step_mode_with_shared_prefixes(
+    policy: str, router: str, caching: bool
+) -> None:
+    # ~14k tokens of KV per replica for 20 prefixes of 3,000 tokens: prefixes are shared, evicted
+    # (least recently used first), recomputed; waiting requests pin and unpin them
+    data = {
+        "model": "llama-3.1-8b",
+        "layout": {"dp": 2},
+        "scheduler": {
+            "router": router,
+            "policy": policy,
+            "chunk_size": 1024,
+            "prefix_caching": caching,
+            "gpu_memory_utilization": 0.25,
+        },
+        "workload": {
+            "rate_per_s": 10.0,
+            "num_requests": 400,
+            "input_tokens": {"dist": "uniform", "low": 50, "high": 300},
+            "output_tokens": 60,
+            "prefix": {"num_prefixes": 20, "tokens": 3000, "popularity": "zipf"},
+        },
+        "seed": 2,
+    }
+    step, fast = _both_engines(data)
+    assert fast.records.engine == "compiled"
+    if caching:
+        assert 0 < step.summary()["prefix_hit_frac"] < 1
+        assert (step.records.prefix_tokens, step.records.prefix_hit_tokens) == (
+            fast.records.prefix_tokens,
+            fast.records.prefix_hit_tokens,
+        )
+    assert_same_records(step, fast)
+
+
 def test_rejected_requests_are_recorded_with_their_reason() -> None:
     data = {
         "model": "llama-3.1-8b",
@@ -131,7 +169,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dp=st.integers(1, 3),
-    router=st.sampled_from(["round_robin", "least_outstanding", "least_kv", "random"]),
+    router=st.sampled_from(["round_robin", "least_outstanding", "least_kv", "random", "prefix_affinity"]),
     policy=st.sampled_from(["vllm", "orca", "sarathi"]),
     chunk_size=st.sampled_from([None, 64, 512]),
     arrival=st.sampled_from(["poisson", "burst", "concurrency"]),
@@ -142,6 +180,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
     block_size=st.sampled_from([1, 4, 16]),
     memory=st.sampled_from([0.24, 0.9]),
     priorities=st.sampled_from([None, (0, 0), (0, 1), (2, 1, 5)]),
+    prefixes=st.sampled_from([None, (1, 40), (6, 500)]),
     seed=st.integers(0, 1000),
 )
 def test_compiled_engine_equals_step_mode_on_random_workloads(
@@ -157,6 +196,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
     block_size: int,
     memory: float,
     priorities: tuple[int, ...] | None,
+    prefixes: tuple[int, int] | None,
     seed: int,
 ) -> None:
     lengths = {
@@ -170,6 +210,8 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
         "num_requests": 60,
         **lengths,
     }
+    if prefixes is not None:  # shared prefixes (system prompts), cached unless seed says otherwise
+        workload["prefix"] = {"num_prefixes": prefixes[0], "tokens": prefixes[1], "popularity": "zipf"}
     if priorities is not None:  # request classes, each with its own arrivals
         workload = {
             "classes": [
@@ -190,6 +232,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
             "block_size": block_size,
             "gpu_memory_utilization": memory,
             "preemption_mode": "swap" if seed % 2 else "recompute",
+            "prefix_caching": seed % 3 != 0,
         },
         "workload": workload,
     }

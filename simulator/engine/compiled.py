@@ -9,12 +9,12 @@ layers' work at token counts it has not seen (``CostModel.layer_terms``), drains
 the run's records, and turns its error codes into the engine's errors.
 
 Covered: open-loop and closed-loop traffic; request classes with their priorities (and priority
-preemption); the vllm, orca and sarathi policies; the round_robin, least_outstanding, least_kv and
-random routers (the random router's draws are made beforehand, one per routed request in request
-order, as the SimPy engine draws them); recompute and swap preemption; spec-only cost models with
-pp = 1 and no attention-DP. Anything else (more than 8 priority levels, prefix caching, sessions,
-speculative decoding, calibrated or pipelined cost models, the power_of_two and prefix_affinity
-routers, static batching, pools, autoscaling) runs in the SimPy engine.
+preemption); shared prefixes and prefix caching; the vllm, orca and sarathi policies; the round_robin,
+least_outstanding, least_kv, random and prefix_affinity routers (the random router's draws are made
+beforehand, one per routed request in request order, as the SimPy engine draws them); recompute and
+swap preemption; spec-only cost models with pp = 1 and no attention-DP. Anything else (more than 8
+priority levels, sessions, speculative decoding, calibrated or pipelined cost models, the power_of_two
+router, static batching, pools, autoscaling) runs in the SimPy engine.
 """
 
 from __future__ import annotations
@@ -43,14 +43,18 @@ SimPy engine spends on some 2,000 requests (measured: the default scenario at 64
 
 _KERNEL_MODULE = "simulator.engine.compiled_kernel"
 _POLICIES = ("vllm", "orca", "sarathi")  # the kernel's policy codes, in order
-_ROUTERS = ("round_robin", "least_outstanding", "least_kv", "random")  # and its router codes
-_MAX_PRIORITY_LEVELS = 8  # compiled_replica.MAX_LEVELS
+_ROUTERS = ("round_robin", "least_outstanding", "least_kv", "random", "prefix_affinity")  # router codes
+_MAX_PRIORITY_LEVELS = 8  # compiled_state.MAX_LEVELS
 _ROWS_PER_FLUSH = 1 << 16
 _GAPS_PER_FLUSH = 1 << 17
 
 
 KERNEL_SOURCES = {
-    "simulator.engine.compiled_kernel": ("engine/compiled_replica.py", "spec_pricing.py"),
+    "simulator.engine.compiled_kernel": (
+        "engine/compiled_state.py",
+        "engine/compiled_replica.py",
+        "spec_pricing.py",
+    ),
     "simulator.engine.decode_kernel": ("spec_pricing.py",),
 }
 """The files (under ``simulator/``) whose code numba compiles into each cached kernel besides its own."""
@@ -84,9 +88,14 @@ def compiled_engine_blocker(resolved: ResolvedScenario, requests: RequestTable) 
             f"more than {_MAX_PRIORITY_LEVELS} priority levels",
         ),
         (requests.next_turn is not None, "multi-turn sessions"),
-        (sched.prefix_caching and requests.prefix_id is not None, "prefix caching"),
+        (_num_prefixes(requests) * resolved.num_replicas > 50_000_000, "too many prefixes to cache"),
     )
     return next((why for blocked, why in checks if blocked), None)
+
+
+def _num_prefixes(requests: RequestTable) -> int:
+    """Prefix ids are 0 .. n - 1 (-1: none)."""
+    return 1 if requests.prefix_id is None or not len(requests) else max(1, int(requests.prefix_id.max()) + 1)
 
 
 def use_compiled_engine(resolved: ResolvedScenario, requests: RequestTable) -> bool:
@@ -108,7 +117,7 @@ def run_compiled(resolved: ResolvedScenario, requests: RequestTable) -> RunRecor
     if why is not None:
         raise ValueError(f"the compiled engine does not cover this scenario: {why}")
     from simulator.engine import compiled_kernel as kernel
-    from simulator.engine import compiled_replica as layout
+    from simulator.engine import compiled_state as layout
 
     assert layout.MAX_LEVELS == _MAX_PRIORITY_LEVELS
 
@@ -142,6 +151,8 @@ def run_compiled(resolved: ResolvedScenario, requests: RequestTable) -> RunRecor
         num_replicas=resolved.num_replicas,
         num_kv_blocks=resolved.memory.num_kv_blocks,
         kv_peak_used_blocks=[int(x) for x in state["rep"][:, layout.R_PEAK]],
+        prefix_tokens=int(state["rep"][:, layout.R_PREFIX_TOKENS].sum()),
+        prefix_hit_tokens=int(state["rep"][:, layout.R_HIT_TOKENS].sum()),
         end_s=float(state["clock"][0]),
         engine="compiled",
     )
@@ -177,6 +188,9 @@ _ARGUMENTS = [
     "log_replica",
     "log_preemptions",
     "log_status",
+    "pfx",
+    "pinned",
+    "homes",
 ]
 
 
@@ -189,7 +203,10 @@ def _initial_state(
     seq = np.zeros((num, layout.SEQ_COLUMNS), dtype=np.int64)
     seq[:, layout.S_PROMPT] = requests.input_tokens
     seq[:, layout.S_MAX_OUT] = requests.output_tokens
-    seq[:, [layout.S_NEXT, layout.S_PREV, layout.S_REPLICA]] = -1
+    seq[:, [layout.S_NEXT, layout.S_PREV, layout.S_REPLICA, layout.S_PREFIX]] = -1
+    if requests.prefix_id is not None and requests.prefix_tokens is not None:
+        seq[:, layout.S_PREFIX] = requests.prefix_id
+        seq[:, layout.S_PREFIX_TOKENS] = requests.prefix_tokens
     for i, reason in enumerate(rejection_reasons(resolved, requests)):
         if reason:
             seq[i, layout.S_STATE] = layout.REJECTED
@@ -210,6 +227,9 @@ def _initial_state(
     rep[:, layout.R_FREE] = memory.num_kv_blocks
     rep[:, layout.R_SLEEPING] = 1
     rep[:, layout.R_LEVELS :] = -1
+    rep[:, [layout.R_IDLE_HEAD, layout.R_IDLE_TAIL]] = -1
+    pfx = np.zeros((num_replicas, _num_prefixes(requests), 4), dtype=np.int64)
+    pfx[:, :, [layout.X_PREV, layout.X_NEXT]] = -1
     glob = np.zeros(layout.GLOB_COLUMNS, dtype=np.int64)
     glob[layout.G_PENDING] = -1
     longest = int((requests.input_tokens + requests.output_tokens).max()) if num else 1
@@ -253,6 +273,9 @@ def _initial_state(
         "log_replica": log.replica,
         "log_preemptions": log.num_preemptions,
         "log_status": log.status,
+        "pfx": pfx,
+        "pinned": np.zeros((num_replicas, group + 1), dtype=np.int64),
+        "homes": np.full(_num_prefixes(requests), -1, dtype=np.int64),
     }
 
 
@@ -272,6 +295,7 @@ def _params(resolved: ResolvedScenario, requests: RequestTable, layout: Any) -> 
     par[layout.P_CLIENTS] = requests.closed_loop_clients or 0
     prioritized = len(set(requests.class_priorities)) > 1
     par[layout.P_PRIORITY_PREEMPTION] = prioritized and sched.priority_preemption
+    par[layout.P_CACHING] = sched.prefix_caching and requests.prefix_id is not None
     return par
 
 

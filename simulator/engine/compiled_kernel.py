@@ -19,7 +19,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from simulator.engine.compiled_replica import (
+from simulator.engine.compiled_replica import _apply_step, _policy
+from simulator.engine.compiled_state import (
     G_COUNTER,
     G_EID,
     G_ERROR_REPLICA,
@@ -47,21 +48,20 @@ from simulator.engine.compiled_replica import (
     REJECTED,
     S_COMPUTED,
     S_OUT,
+    S_PREFIX,
     S_PROMPT,
     S_REPLICA,
     S_ROUTE,
     S_STATE,
     WAITING,
-    _apply_step,
-    _policy,
     _wait_back,
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "612d1a62308548ae4108c96a701eea205c336a4282545ab79a7df2e56df714fa"
-"""sha256 of ``compiled_replica.py`` and ``spec_pricing.py`` (``compiled.KERNEL_SOURCES``), compiled into this
-module's cached kernel: a change there must change this file too, or the cache would go stale
-(``tests/test_compiled_engine.py`` checks it)."""
+SOURCES_DIGEST = "420cdc56f00ea27f48e2496ad7a28edeb62abd8a5f62842fba6d41ae4e4d638c"
+"""sha256 of ``compiled_state.py``, ``compiled_replica.py`` and ``spec_pricing.py``
+(``compiled.KERNEL_SOURCES``), whose code numba compiles into this module's cached kernel: a change
+there must change this file too, or the cache would go stale (``tests/test_compiled_engine.py``)."""
 
 attention_jit = numba.njit(cache=True)(attention_terms)
 forward_tail_jit = numba.njit(cache=True)(forward_tail_terms)
@@ -126,23 +126,21 @@ def _pop(glob, heap_t, heap_k):
 
 
 @numba.njit(cache=True)
-def _route(seq, rep, glob, par, i):
-    """The router's pick among all replicas: round robin, the least loaded with ties in turn, or
-    request ``i``'s draw from the "routing" stream (drawn beforehand, in the order requests are routed)."""
+def _outstanding(rep, r):
+    return rep[r, R_WAIT + 2] + rep[r, R_PREFILL + 2] + rep[r, R_DECODE + 2]
+
+
+@numba.njit(cache=True)
+def _least_loaded(rep, glob, par, by_kv):
+    """The replica with the fewest outstanding requests (or the smallest KV fraction in use); ties go
+    round robin (``routers._least_loaded``)."""
     num_replicas = rep.shape[0]
-    router = par[P_ROUTER]
-    if router == 3:
-        return seq[i, S_ROUTE]
-    if router == 0:
-        index = glob[G_COUNTER] % num_replicas
-        glob[G_COUNTER] += 1
-        return index
     loads = np.empty(num_replicas)
     for r in range(num_replicas):
-        if router == 1:
-            loads[r] = rep[r, R_WAIT + 2] + rep[r, R_PREFILL + 2] + rep[r, R_DECODE + 2]
-        else:
+        if by_kv:
             loads[r] = (par[P_NUM_BLOCKS] - rep[r, R_FREE]) / par[P_NUM_BLOCKS]
+        else:
+            loads[r] = _outstanding(rep, r)
     low = loads.min()
     num_tied = 0
     for r in range(num_replicas):
@@ -159,13 +157,39 @@ def _route(seq, rep, glob, par, i):
 
 
 @numba.njit(cache=True)
-def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
+def _route(seq, rep, glob, par, homes, i):
+    """The router's pick for request ``i`` among all replicas (``simulator.scheduling.routers``, in the
+    order of ``compiled.ROUTERS``); the random router's draw was made beforehand (``S_ROUTE``)."""
+    router = par[P_ROUTER]
+    if router == 0:
+        index = glob[G_COUNTER] % rep.shape[0]
+        glob[G_COUNTER] += 1
+        return index
+    if router == 1 or router == 2:
+        return _least_loaded(rep, glob, par, router == 2)
+    if router == 3:
+        return seq[i, S_ROUTE]
+    p = seq[i, S_PREFIX]  # prefix_affinity: where the prefix went before, unless that one is overloaded
+    if p >= 0 and homes[p] >= 0:
+        low = _outstanding(rep, 0)
+        for r in range(1, rep.shape[0]):
+            low = min(low, _outstanding(rep, r))
+        if _outstanding(rep, homes[p]) <= 2 * low + 4:
+            return homes[p]
+    index = _least_loaded(rep, glob, par, False)
+    if p >= 0:
+        homes[p] = index
+    return index
+
+
+@numba.njit(cache=True)
+def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes):
     """Issue request ``i`` now: a rejected one (its status set beforehand) stops here."""
     if par[P_CLOSED_LOOP]:
         log_arrival[i] = now
     if seq[i, S_STATE] == REJECTED:
         return
-    r = _route(seq, rep, glob, par, i)
+    r = _route(seq, rep, glob, par, homes, i)
     seq[i, S_REPLICA] = r
     seq[i, S_STATE] = WAITING
     _wait_back(seq, rep, r, i)
@@ -175,24 +199,24 @@ def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
 
 
 @numba.njit(cache=True)
-def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s):
+def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s):
     """The open loop's arrival process from its next request: submit those due, wait for the next."""
     while glob[G_NEXT_REQUEST] < seq.shape[0]:
         i = glob[G_NEXT_REQUEST]
         if arrival_s[i] > now:
             _push(glob, heap_t, heap_k, now + (arrival_s[i] - now), NORMAL, K_ARRIVAL, -1)
             return
-        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
         glob[G_NEXT_REQUEST] += 1
 
 
 @numba.njit(cache=True)
-def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival):
+def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes):
     """Closed loop: a client sends its next request (and again at once while they are rejected)."""
     while glob[G_NEXT_REQUEST] < seq.shape[0]:
         i = glob[G_NEXT_REQUEST]
         glob[G_NEXT_REQUEST] += 1
-        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
         if seq[i, S_STATE] != REJECTED:
             return
 
@@ -307,21 +331,30 @@ def run(
     log_replica,
     log_preemptions,
     log_status,
+    pfx,
+    pinned,
+    homes,
 ):
     """Play events until the queue is empty (DONE) or Python is needed (another return code)."""
+    dset, itl, scratch, cache = (
+        (last_s, last_end, grp_t, grp_c),
+        (itl_gap, itl_count),
+        (done, gap_t, gap_c),
+        (pfx, pinned),
+    )
     if not glob[G_STARTED]:
         glob[G_STARTED] = 1
         if par[P_CLOSED_LOOP]:  # clients send before the replica processes start, which then plan
             rep[:, R_SLEEPING] = 0
             for _ in range(min(par[P_CLIENTS], seq.shape[0])):
-                _issue_next(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+                _issue_next(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
             for r in range(rep.shape[0]):
                 if rep[r, R_WAIT + 2]:
                     _push(glob, heap_t, heap_k, 0.0, LATE, K_LATE, r)
                 else:
                     rep[r, R_SLEEPING] = 1
         else:
-            _arrivals(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s)
+            _arrivals(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s)
     max_itl = 2 * plan.shape[1] + 2  # gaps one apply may record
     while True:
         r = glob[G_PENDING]
@@ -339,41 +372,24 @@ def run(
         now, kind, r = heap_t[slot], heap_k[slot, 2], heap_k[slot, 3]
         clock[0] = now
         if kind == K_ARRIVAL:
-            _submit(glob[G_NEXT_REQUEST], now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+            _submit(glob[G_NEXT_REQUEST], now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
             glob[G_NEXT_REQUEST] += 1
-            _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, arrival_s)
+            _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s)
             continue
         if kind == K_STEP:
-            num_done = _apply_step(
-                seq,
-                rep,
-                glob,
-                last_s,
-                last_end,
-                grp_t,
-                grp_c,
-                plan,
-                itl_gap,
-                itl_count,
-                done,
-                gap_t,
-                gap_c,
-                log_first,
-                r,
-                now,
-            )
+            num_done = _apply_step(seq, rep, glob, par, dset, plan, itl, scratch, cache, log_first, r, now)
             for k in range(num_done):  # _Cluster.finish
                 i = done[k]
                 log_finish[i], log_replica[i], log_status[i] = now, r, 1
                 if par[P_CLOSED_LOOP]:
-                    _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival)
+                    _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
             if not (rep[r, R_WAIT + 2] or rep[r, R_PREFILL + 2] or rep[r, R_DECODE + 2]):
                 rep[r, R_SLEEPING] = 1
                 continue
         if kind != K_LATE and glob[G_HEAP] and heap_t[0] <= now:  # others are due now: plan after them
             _push(glob, heap_t, heap_k, now, LATE, K_LATE, r)
             continue
-        _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, r)
+        _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, cache, r)
         if not rep[r, R_NUM_PLANNED] and not rep[r, R_PLAN_DECODE]:
             glob[G_ERROR_REPLICA] = r
             return EMPTY_PLAN
