@@ -150,6 +150,31 @@ def test_compiled_engine_equals_step_mode_with_shared_prefixes(
     assert_same_records(step, fast)
 
 
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+@pytest.mark.parametrize("router", ["round_robin", "prefix_affinity"])
+@pytest.mark.parametrize("caching", [True, False])
+def test_compiled_engine_equals_step_mode_with_sessions(policy: str, router: str, caching: bool) -> None:
+    # multi-turn sessions: later turns issued think_s after the turn before ends, history cached and grown
+    data = {
+        "model": "llama-3.1-8b",
+        "layout": {"dp": 2},
+        "scheduler": {"policy": policy, "router": router, "prefix_caching": caching, "max_model_len": 2500},
+        "workload": {
+            "rate_per_s": 4.0,
+            "num_requests": 60,
+            "input_tokens": {"dist": "uniform", "low": 50, "high": 800},
+            "output_tokens": {"dist": "uniform", "low": 1, "high": 300},
+            "sessions": {"num_turns": {"dist": "uniform", "low": 1, "high": 6}, "think_time_s": 0.5},
+        },
+    }
+    step, fast = _both_engines(data)
+    assert fast.records.engine == "compiled"
+    assert fast.summary()["num_rejected"] > 0  # late turns past max_model_len: the rest of the session too
+    if caching:
+        assert fast.summary()["prefix_hit_frac"] > 0.3
+    assert_same_records(step, fast)
+
+
 def test_rejected_requests_are_recorded_with_their_reason() -> None:
     data = {
         "model": "llama-3.1-8b",
@@ -181,6 +206,7 @@ def test_rejected_requests_are_recorded_with_their_reason() -> None:
     memory=st.sampled_from([0.24, 0.9]),
     priorities=st.sampled_from([None, (0, 0), (0, 1), (2, 1, 5)]),
     prefixes=st.sampled_from([None, (1, 40), (6, 500)]),
+    sessions=st.booleans(),
     seed=st.integers(0, 1000),
 )
 def test_compiled_engine_equals_step_mode_on_random_workloads(
@@ -197,6 +223,7 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
     memory: float,
     priorities: tuple[int, ...] | None,
     prefixes: tuple[int, int] | None,
+    sessions: bool,
     seed: int,
 ) -> None:
     lengths = {
@@ -212,6 +239,8 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
     }
     if prefixes is not None:  # shared prefixes (system prompts), cached unless seed says otherwise
         workload["prefix"] = {"num_prefixes": prefixes[0], "tokens": prefixes[1], "popularity": "zipf"}
+    elif sessions and arrival != "concurrency":  # multi-turn sessions (an open loop without prefixes)
+        workload["sessions"] = {"num_turns": {"dist": "uniform", "low": 1, "high": 4}, "think_time_s": 0.3}
     if priorities is not None:  # request classes, each with its own arrivals
         workload = {
             "classes": [
@@ -248,10 +277,6 @@ def test_compiled_engine_equals_step_mode_on_random_workloads(
         ({"scheduler.router": "power_of_two"}, "router 'power_of_two'"),
         ({"layout.pp": 2}, "pipelined"),
         ({"scheduler.speculative": {"draft": "mtp", "num_speculative_tokens": 1}}, "speculative"),
-        (
-            {"workload": {"rate_per_s": 1.0, "num_requests": 20, "sessions": {"num_turns": 3}}},
-            "sessions",
-        ),
         (
             {"workload": {"classes": [{"name": f"c{k}", "priority": k} for k in range(9)]}},
             "more than 8 priority levels",

@@ -9,12 +9,12 @@ layers' work at token counts it has not seen (``CostModel.layer_terms``), drains
 the run's records, and turns its error codes into the engine's errors.
 
 Covered: open-loop and closed-loop traffic; request classes with their priorities (and priority
-preemption); shared prefixes and prefix caching; the vllm, orca and sarathi policies; the round_robin,
-least_outstanding, least_kv, random and prefix_affinity routers (the random router's draws are made
-beforehand, one per routed request in request order, as the SimPy engine draws them); recompute and
-swap preemption; spec-only cost models with pp = 1 and no attention-DP. Anything else (more than 8
-priority levels, sessions, speculative decoding, calibrated or pipelined cost models, the power_of_two
-router, static batching, pools, autoscaling) runs in the SimPy engine.
+preemption); shared prefixes and prefix caching; multi-turn sessions; the vllm, orca and sarathi
+policies; the round_robin, least_outstanding, least_kv, random and prefix_affinity routers (the random
+router's draws are made beforehand, one per routed request in request order, as the SimPy engine draws
+them); recompute and swap preemption; spec-only cost models with pp = 1 and no attention-DP. Anything
+else (more than 8 priority levels, speculative decoding, calibrated or pipelined cost models, the
+power_of_two router, static batching, pools, autoscaling) runs in the SimPy engine.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ def compiled_engine_blocker(resolved: ResolvedScenario, requests: RequestTable) 
             len(set(requests.class_priorities)) > _MAX_PRIORITY_LEVELS,
             f"more than {_MAX_PRIORITY_LEVELS} priority levels",
         ),
-        (requests.next_turn is not None, "multi-turn sessions"),
         (_num_prefixes(requests) * resolved.num_replicas > 50_000_000, "too many prefixes to cache"),
     )
     return next((why for blocked, why in checks if blocked), None)
@@ -191,6 +190,7 @@ _ARGUMENTS = [
     "pfx",
     "pinned",
     "homes",
+    "think_s",
 ]
 
 
@@ -207,6 +207,9 @@ def _initial_state(
     if requests.prefix_id is not None and requests.prefix_tokens is not None:
         seq[:, layout.S_PREFIX] = requests.prefix_id
         seq[:, layout.S_PREFIX_TOKENS] = requests.prefix_tokens
+    seq[:, layout.S_NEXT_TURN] = -1 if requests.next_turn is None else requests.next_turn
+    if requests.is_follow_up is not None:
+        seq[:, layout.S_FOLLOW_UP] = requests.is_follow_up
     for i, reason in enumerate(rejection_reasons(resolved, requests)):
         if reason:
             seq[i, layout.S_STATE] = layout.REJECTED
@@ -276,6 +279,9 @@ def _initial_state(
         "pfx": pfx,
         "pinned": np.zeros((num_replicas, group + 1), dtype=np.int64),
         "homes": np.full(_num_prefixes(requests), -1, dtype=np.int64),
+        "think_s": np.zeros(num)
+        if requests.think_s is None
+        else np.asarray(requests.think_s, dtype=np.float64),
     }
 
 

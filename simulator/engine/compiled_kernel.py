@@ -47,6 +47,8 @@ from simulator.engine.compiled_state import (
     R_WAIT,
     REJECTED,
     S_COMPUTED,
+    S_FOLLOW_UP,
+    S_NEXT_TURN,
     S_OUT,
     S_PREFIX,
     S_PROMPT,
@@ -58,7 +60,7 @@ from simulator.engine.compiled_state import (
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "420cdc56f00ea27f48e2496ad7a28edeb62abd8a5f62842fba6d41ae4e4d638c"
+SOURCES_DIGEST = "cfd540f8ef10abb26d5bf4f962d13db0d2865190e9f5e631fa3d91bad38ebda0"
 """sha256 of ``compiled_state.py``, ``compiled_replica.py`` and ``spec_pricing.py``
 (``compiled.KERNEL_SOURCES``), whose code numba compiles into this module's cached kernel: a change
 there must change this file too, or the cache would go stale (``tests/test_compiled_engine.py``)."""
@@ -67,7 +69,7 @@ attention_jit = numba.njit(cache=True)(attention_terms)
 forward_tail_jit = numba.njit(cache=True)(forward_tail_terms)
 
 # events: kinds and SimPy priorities
-K_ARRIVAL, K_STEP, K_WAKE, K_LATE = range(4)
+K_ARRIVAL, K_STEP, K_WAKE, K_LATE, K_TURN = range(5)  # K_TURN: a session's next turn is due
 NORMAL, LATE = 1, 2
 # return codes
 DONE, FLUSH, NEED_LAYERS, EMPTY_PLAN, TOO_MANY_TOKENS = range(5)
@@ -183,11 +185,15 @@ def _route(seq, rep, glob, par, homes, i):
 
 
 @numba.njit(cache=True)
-def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes):
-    """Issue request ``i`` now: a rejected one (its status set beforehand) stops here."""
+def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, traffic):
+    """Issue request ``i`` now (``_Cluster.submit``): a rejected one (its status set beforehand) stops
+    here, and its session's next turn is issued at once (its later turns are longer still)."""
+    _, log_arrival, homes, _ = traffic
     if par[P_CLOSED_LOOP]:
         log_arrival[i] = now
     if seq[i, S_STATE] == REJECTED:
+        if seq[i, S_NEXT_TURN] >= 0:
+            _push(glob, heap_t, heap_k, now + 0.0, NORMAL, K_TURN, seq[i, S_NEXT_TURN])
         return
     r = _route(seq, rep, glob, par, homes, i)
     seq[i, S_REPLICA] = r
@@ -199,24 +205,29 @@ def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes):
 
 
 @numba.njit(cache=True)
-def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s):
-    """The open loop's arrival process from its next request: submit those due, wait for the next."""
+def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, traffic):
+    """The open loop's arrival process from its next request: submit those due, wait for the next (a
+    session's later turns are issued when the turn before them ends)."""
+    arrival_s = traffic[0]
     while glob[G_NEXT_REQUEST] < seq.shape[0]:
         i = glob[G_NEXT_REQUEST]
+        if seq[i, S_FOLLOW_UP]:
+            glob[G_NEXT_REQUEST] += 1
+            continue
         if arrival_s[i] > now:
             _push(glob, heap_t, heap_k, now + (arrival_s[i] - now), NORMAL, K_ARRIVAL, -1)
             return
-        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, traffic)
         glob[G_NEXT_REQUEST] += 1
 
 
 @numba.njit(cache=True)
-def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes):
+def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, traffic):
     """Closed loop: a client sends its next request (and again at once while they are rejected)."""
     while glob[G_NEXT_REQUEST] < seq.shape[0]:
         i = glob[G_NEXT_REQUEST]
         glob[G_NEXT_REQUEST] += 1
-        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
+        _submit(i, now, seq, rep, glob, par, heap_t, heap_k, traffic)
         if seq[i, S_STATE] != REJECTED:
             return
 
@@ -334,27 +345,25 @@ def run(
     pfx,
     pinned,
     homes,
+    think_s,
 ):
     """Play events until the queue is empty (DONE) or Python is needed (another return code)."""
-    dset, itl, scratch, cache = (
-        (last_s, last_end, grp_t, grp_c),
-        (itl_gap, itl_count),
-        (done, gap_t, gap_c),
-        (pfx, pinned),
-    )
+    dset, itl = (last_s, last_end, grp_t, grp_c), (itl_gap, itl_count)
+    scratch, cache = (done, gap_t, gap_c), (pfx, pinned)
+    traffic = (arrival_s, log_arrival, homes, think_s)
     if not glob[G_STARTED]:
         glob[G_STARTED] = 1
         if par[P_CLOSED_LOOP]:  # clients send before the replica processes start, which then plan
             rep[:, R_SLEEPING] = 0
             for _ in range(min(par[P_CLIENTS], seq.shape[0])):
-                _issue_next(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
+                _issue_next(0.0, seq, rep, glob, par, heap_t, heap_k, traffic)
             for r in range(rep.shape[0]):
                 if rep[r, R_WAIT + 2]:
                     _push(glob, heap_t, heap_k, 0.0, LATE, K_LATE, r)
                 else:
                     rep[r, R_SLEEPING] = 1
         else:
-            _arrivals(0.0, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s)
+            _arrivals(0.0, seq, rep, glob, par, heap_t, heap_k, traffic)
     max_itl = 2 * plan.shape[1] + 2  # gaps one apply may record
     while True:
         r = glob[G_PENDING]
@@ -372,9 +381,13 @@ def run(
         now, kind, r = heap_t[slot], heap_k[slot, 2], heap_k[slot, 3]
         clock[0] = now
         if kind == K_ARRIVAL:
-            _submit(glob[G_NEXT_REQUEST], now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
+            _submit(glob[G_NEXT_REQUEST], now, seq, rep, glob, par, heap_t, heap_k, traffic)
             glob[G_NEXT_REQUEST] += 1
-            _arrivals(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes, arrival_s)
+            _arrivals(now, seq, rep, glob, par, heap_t, heap_k, traffic)
+            continue
+        if kind == K_TURN:  # a session's next turn (its request id where a replica's index goes)
+            log_arrival[r] = now
+            _submit(r, now, seq, rep, glob, par, heap_t, heap_k, traffic)
             continue
         if kind == K_STEP:
             num_done = _apply_step(seq, rep, glob, par, dset, plan, itl, scratch, cache, log_first, r, now)
@@ -382,7 +395,10 @@ def run(
                 i = done[k]
                 log_finish[i], log_replica[i], log_status[i] = now, r, 1
                 if par[P_CLOSED_LOOP]:
-                    _issue_next(now, seq, rep, glob, par, heap_t, heap_k, log_arrival, homes)
+                    _issue_next(now, seq, rep, glob, par, heap_t, heap_k, traffic)
+                turn = seq[i, S_NEXT_TURN]
+                if turn >= 0:  # the session's next turn, after its think time
+                    _push(glob, heap_t, heap_k, now + think_s[turn], NORMAL, K_TURN, turn)
             if not (rep[r, R_WAIT + 2] or rep[r, R_PREFILL + 2] or rep[r, R_DECODE + 2]):
                 rep[r, R_SLEEPING] = 1
                 continue

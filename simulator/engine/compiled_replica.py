@@ -124,7 +124,7 @@ def _join_decode(seq, rep, last_s, grp_t, grp_c, r, i):
 def _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r, i):
     """``ReplicaState._to_front_of_queue``: decoder ``i`` to the front of its level, its blocks freed."""
     _leave_decode(seq, rep, last_s, grp_t, grp_c, r, i)
-    _release(seq, rep, cache[0], r, i)
+    _release(seq, rep, par, cache[0], r, i)
     if par[P_SWAP]:
         seq[i, S_SWAPPED] = seq[i, S_COMPUTED]
         rep[r, R_SWAP_TOKENS] += seq[i, S_COMPUTED]
@@ -342,5 +342,5 @@ def _apply_step(seq, rep, glob, par, dset, plan, itl, scratch, cache, log_first,
         _itl(glob, itl[0], itl[1], now - gap_t[g], gap_c[g])
     for k in range(num_done):  # in the order SimPy's engine releases them: decoders, then prefills
         seq[done[k], S_STATE] = FINISHED
-        _release(seq, rep, cache[0], r, done[k])
+        _release(seq, rep, par, cache[0], r, done[k])
     return num_done

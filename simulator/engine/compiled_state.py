@@ -25,7 +25,8 @@ import numba
 S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED = range(10)
 S_REPLICA, S_ROUTE, S_LEVEL = 10, 11, 12  # S_LEVEL: its class's rank by priority (0: most urgent)
 S_PREFIX, S_PREFIX_TOKENS, S_SHARED = 13, 14, 15  # its prefix (-1: none), that prefix's tokens, shared blocks
-SEQ_COLUMNS = 16
+S_NEXT_TURN, S_FOLLOW_UP = 16, 17  # sessions: its session's next turn (-1: none); whether it is a later turn
+SEQ_COLUMNS = 18
 # S_STATE values
 NEW, WAITING, PREFILLING, DECODING, FINISHED, REJECTED = range(6)
 # rep columns (int64): three linked lists (head, tail, length), KV, the decode set, the step in flight
@@ -232,8 +233,11 @@ def _release_prefix(rep, pfx, r, p):
 
 
 @numba.njit(cache=True)
-def _release(seq, rep, pfx, r, i):
-    """``ReplicaState.release``: free the blocks request ``i`` holds and its reference to its prefix."""
+def _release(seq, rep, par, pfx, r, i):
+    """``ReplicaState.release``: free the blocks request ``i`` holds and its reference to its prefix; a
+    finished session turn with a next turn first leaves its conversation cached for it."""
+    if par[P_CACHING] and seq[i, S_NEXT_TURN] >= 0 and seq[i, S_STATE] == FINISHED:
+        _cache_history(seq, rep, par, pfx, r, i, seq[i, S_COMPUTED])
     rep[r, R_FREE] += seq[i, S_BLOCKS]
     seq[i, S_BLOCKS] = 0
     if seq[i, S_SHARED]:
@@ -303,6 +307,9 @@ def _cache_prefix(seq, rep, par, pfx, r, i):
     """``ReplicaState.cache_prefix``: once its prompt is computed, a request's prefix joins the cache
     (its full blocks, taken over from the request) unless it is there already."""
     p = seq[i, S_PREFIX]
+    if par[P_CACHING] and seq[i, S_NEXT_TURN] >= 0 and p >= 0:
+        _cache_history(seq, rep, par, pfx, r, i, min(seq[i, S_PREFIX_TOKENS], seq[i, S_COMPUTED]))
+        return
     if not par[P_CACHING] or p < 0 or seq[i, S_SHARED] or pfx[r, p, X_BLOCKS]:
         return
     num_blocks = min(seq[i, S_PREFIX_TOKENS], seq[i, S_COMPUTED]) // par[P_BLOCK_SIZE]
@@ -310,3 +317,21 @@ def _cache_prefix(seq, rep, par, pfx, r, i):
         pfx[r, p, X_BLOCKS], pfx[r, p, X_REFS] = num_blocks, 1
         seq[i, S_BLOCKS] -= num_blocks
         seq[i, S_SHARED] = num_blocks
+
+
+@numba.njit(cache=True)
+def _cache_history(seq, rep, par, pfx, r, i, num_tokens):
+    """``ReplicaState.cache_history``: a session turn's first ``num_tokens`` tokens (full blocks) become
+    its session's cached prefix, or extend it when the turn holds all of the cached part."""
+    p = seq[i, S_PREFIX]
+    cached = pfx[r, p, X_BLOCKS]
+    if cached and seq[i, S_SHARED] != cached:
+        return  # it computed its own copy: the cached one stays
+    extra = num_tokens // par[P_BLOCK_SIZE] - cached
+    if extra <= 0:
+        return
+    if not cached:
+        pfx[r, p, X_REFS] = 1
+    pfx[r, p, X_BLOCKS] += extra
+    seq[i, S_BLOCKS] -= extra
+    seq[i, S_SHARED] += extra
