@@ -175,6 +175,30 @@ def test_compiled_engine_equals_step_mode_with_sessions(policy: str, router: str
     assert_same_records(step, fast)
 
 
+def test_turns_waiting_out_their_think_time_outnumber_the_first_event_heap() -> None:
+    # Found by hypothesis: each session in its think time holds an event, and the event heap, sized for
+    # the replicas' events, overflowed (a crash); it now has a slot for every later turn.
+    data = {
+        "model": "llama-3.1-8b",
+        "scheduler": {"max_num_seqs": 2},
+        "workload": {
+            "rate_per_s": 40.0,
+            "num_requests": 300,
+            "input_tokens": 100,
+            "output_tokens": {"dist": "uniform", "low": 1, "high": 8},
+            "sessions": {"num_turns": 3, "think_time_s": 30.0},
+        },
+    }
+    scenario = Scenario.from_dict(data)
+    table = build_workload(scenario.workload, scenario.seed)
+    assert table.next_turn is not None and table.is_follow_up is not None
+    first_turns = table.arrival_s[~table.is_follow_up]
+    assert first_turns.max() - first_turns.min() < 30.0  # every session thinks at the same time
+    assert (table.next_turn >= 0).sum() > 50  # as many events waiting at once
+    step, fast = _both_engines(data)
+    assert_same_records(step, fast)
+
+
 def test_rejected_requests_are_recorded_with_their_reason() -> None:
     data = {
         "model": "llama-3.1-8b",

@@ -52,6 +52,7 @@ _GAPS_PER_FLUSH = 1 << 17
 KERNEL_SOURCES = {
     "simulator.engine.compiled_kernel": (
         "engine/compiled_state.py",
+        "engine/compiled_prefix.py",
         "engine/compiled_replica.py",
         "spec_pricing.py",
     ),
@@ -237,7 +238,10 @@ def _initial_state(
     glob[layout.G_PENDING] = -1
     longest = int((requests.input_tokens + requests.output_tokens).max()) if num else 1
     max_tokens = max(sched.max_num_batched_tokens, sched.chunk_size or 0) + longest + sched.max_num_seqs
-    heap = 2 * num_replicas + 4
+    # events pending at once: one per replica (its step, wake-up or plan), the next arrival, and a
+    # session's next turn during its think time (one per later turn at most)
+    follow_ups = 0 if requests.is_follow_up is None else int(requests.is_follow_up.sum())
+    heap = num_replicas + 2 + follow_ups
     assert isinstance(resolved.cost, CostModel)
     spec = resolved.cost.spec_terms()
     assert spec is not None

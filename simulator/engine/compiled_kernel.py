@@ -22,7 +22,6 @@ import numpy as np
 from simulator.engine.compiled_replica import _apply_step, _policy
 from simulator.engine.compiled_state import (
     G_COUNTER,
-    G_EID,
     G_ERROR_REPLICA,
     G_HEAP,
     G_ITL,
@@ -56,12 +55,14 @@ from simulator.engine.compiled_state import (
     S_ROUTE,
     S_STATE,
     WAITING,
+    _pop,
+    _push,
     _wait_back,
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "cfd540f8ef10abb26d5bf4f962d13db0d2865190e9f5e631fa3d91bad38ebda0"
-"""sha256 of ``compiled_state.py``, ``compiled_replica.py`` and ``spec_pricing.py``
+SOURCES_DIGEST = "c01d13c0a4d64cc8d891b89af24a637ea8e6db4a7c7a7f5601b790922b0a67ff"
+"""sha256 of ``compiled_state.py``, ``compiled_prefix.py``, ``compiled_replica.py`` and ``spec_pricing.py``
 (``compiled.KERNEL_SOURCES``), whose code numba compiles into this module's cached kernel: a change
 there must change this file too, or the cache would go stale (``tests/test_compiled_engine.py``)."""
 
@@ -73,58 +74,6 @@ K_ARRIVAL, K_STEP, K_WAKE, K_LATE, K_TURN = range(5)  # K_TURN: a session's next
 NORMAL, LATE = 1, 2
 # return codes
 DONE, FLUSH, NEED_LAYERS, EMPTY_PLAN, TOO_MANY_TOKENS = range(5)
-
-
-@numba.njit(cache=True)
-def _before(heap_t, heap_k, a, b):
-    """Whether heap entry ``a`` comes before ``b``: (time, priority, schedule order)."""
-    if heap_t[a] != heap_t[b]:
-        return heap_t[a] < heap_t[b]
-    if heap_k[a, 0] != heap_k[b, 0]:
-        return heap_k[a, 0] < heap_k[b, 0]
-    return heap_k[a, 1] < heap_k[b, 1]
-
-
-@numba.njit(cache=True)
-def _swap(heap_t, heap_k, a, b):
-    heap_t[a], heap_t[b] = heap_t[b], heap_t[a]
-    for c in range(4):
-        heap_k[a, c], heap_k[b, c] = heap_k[b, c], heap_k[a, c]
-
-
-@numba.njit(cache=True)
-def _push(glob, heap_t, heap_k, when_s, priority, kind, replica):
-    """Schedule an event (SimPy's ``schedule``: it takes the next event id)."""
-    n = glob[G_HEAP]
-    heap_t[n] = when_s
-    heap_k[n, 0], heap_k[n, 1], heap_k[n, 2], heap_k[n, 3] = priority, glob[G_EID], kind, replica
-    glob[G_EID] += 1
-    glob[G_HEAP] = n + 1
-    while n > 0:
-        parent = (n - 1) // 2
-        if not _before(heap_t, heap_k, n, parent):
-            break
-        _swap(heap_t, heap_k, n, parent)
-        n = parent
-
-
-@numba.njit(cache=True)
-def _pop(glob, heap_t, heap_k):
-    """Remove the first event into the last slot; returns that slot."""
-    n = glob[G_HEAP] - 1
-    _swap(heap_t, heap_k, 0, n)
-    glob[G_HEAP] = n
-    i = 0
-    while True:
-        left, right, low = 2 * i + 1, 2 * i + 2, i
-        if left < n and _before(heap_t, heap_k, left, low):
-            low = left
-        if right < n and _before(heap_t, heap_k, right, low):
-            low = right
-        if low == i:
-            return n
-        _swap(heap_t, heap_k, i, low)
-        i = low
 
 
 @numba.njit(cache=True)

@@ -14,6 +14,15 @@ from __future__ import annotations
 
 import numba
 
+from simulator.engine.compiled_prefix import (
+    _allocate,
+    _cache_prefix,
+    _has_free_blocks,
+    _release,
+    _unpin,
+    _unpin_waiting,
+    _use_cached_prefix,
+)
 from simulator.engine.compiled_state import (
     DECODING,
     FINISHED,
@@ -57,17 +66,10 @@ from simulator.engine.compiled_state import (
     S_STATE,
     S_SWAPPED,
     WAITING,
-    _allocate,
     _blocks_for,
-    _cache_prefix,
-    _has_free_blocks,
     _itl,
     _link_back,
-    _release,
     _unlink,
-    _unpin,
-    _unpin_waiting,
-    _use_cached_prefix,
     _wait_front,
     _wait_pop,
 )

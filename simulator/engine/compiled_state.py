@@ -1,16 +1,15 @@
 """The compiled engine's arrays and their basic operations (L4): linked lists, the waiting queue's
-priority levels, KV blocks and the prefix cache, written for numba.
+priority levels, KV blocks and the event queue, written for numba.
 
-The twins of ``simulator.scheduling.waiting.WaitingQueue``, ``simulator.kv_cache.BlockManager`` and
-``PrefixCache``, and of ``ReplicaState``'s prefix methods (``use_cached_prefix``, ``unpin_waiting``,
-``has_free_blocks``, ``cache_prefix``, ``release``), doing what they do in the same order; the policies
-and the decode set are in ``simulator.engine.compiled_replica``, the event loop in ``compiled_kernel``.
+The twins of ``simulator.scheduling.waiting.WaitingQueue`` and of ``simulator.kv_cache.BlockManager``'s
+counting, doing what they do in the same order, and a binary heap ordered as SimPy orders its events;
+the prefix cache is in ``simulator.engine.compiled_prefix``, the policies and the decode set in
+``compiled_replica``, the event loop in ``compiled_kernel``.
 
 Layout: ``seq[i]`` holds a request's counters (columns ``S_*``); ``rep[r]`` a replica's three linked
 lists (waiting, prefilling, decoding: head, tail, length, threaded through ``seq``'s next/prev columns),
 its KV, prefix-cache and decode-set counters and its step in flight (``R_*``); ``pfx[r, prefix]`` its
-cached prefixes (``X_*``), ``pinned[r]`` its waiting requests that hold one; ``glob`` and ``par`` the
-run's counters (``G_*``) and parameters (``P_*``).
+cached prefixes (``X_*``); ``glob`` and ``par`` the run's counters (``G_*``) and parameters (``P_*``).
 
 numba's on-disk cache is keyed on each compiled function's own file: code compiled into the kernel from
 this module would go stale when it changes alone, so the kernel records the digest of the files it
@@ -174,164 +173,56 @@ def _itl(glob, itl_gap, itl_count, gap_s, count):
     glob[G_ITL] = n + 1
 
 
-# --- the prefix cache (kv_cache.py: PrefixCache, BlockManager; scheduling/state.py: its callers)
+# --- the event queue: a binary heap on (time, priority, schedule order), as SimPy's
 
 
 @numba.njit(cache=True)
-def _allocate(rep, par, pfx, r, num_blocks):
-    """``BlockManager.allocate``: evict idle prefixes, least recently used first, until the blocks are
-    truly free (evictable blocks count as free), then take them."""
-    if rep[r, R_EVICTABLE]:
-        truly_free = rep[r, R_FREE] - rep[r, R_EVICTABLE]
-        while truly_free < num_blocks and rep[r, R_IDLE_HEAD] >= 0:
-            p = rep[r, R_IDLE_HEAD]
-            _idle_unlink(rep, pfx, r, p)
-            rep[r, R_EVICTABLE] -= pfx[r, p, X_BLOCKS]
-            truly_free += pfx[r, p, X_BLOCKS]
-            pfx[r, p, X_BLOCKS] = 0
-    _take(rep, par, r, num_blocks)
+def _before(heap_t, heap_k, a, b):
+    """Whether heap entry ``a`` comes before ``b``: (time, priority, schedule order)."""
+    if heap_t[a] != heap_t[b]:
+        return heap_t[a] < heap_t[b]
+    if heap_k[a, 0] != heap_k[b, 0]:
+        return heap_k[a, 0] < heap_k[b, 0]
+    return heap_k[a, 1] < heap_k[b, 1]
 
 
 @numba.njit(cache=True)
-def _idle_unlink(rep, pfx, r, p):
-    prev, nxt = pfx[r, p, X_PREV], pfx[r, p, X_NEXT]
-    if prev >= 0:
-        pfx[r, prev, X_NEXT] = nxt
-    else:
-        rep[r, R_IDLE_HEAD] = nxt
-    if nxt >= 0:
-        pfx[r, nxt, X_PREV] = prev
-    else:
-        rep[r, R_IDLE_TAIL] = prev
+def _swap(heap_t, heap_k, a, b):
+    heap_t[a], heap_t[b] = heap_t[b], heap_t[a]
+    for c in range(4):
+        heap_k[a, c], heap_k[b, c] = heap_k[b, c], heap_k[a, c]
 
 
 @numba.njit(cache=True)
-def _acquire(rep, par, pfx, r, p):
-    """``BlockManager.acquire_prefix``: one more reference; the first takes it off the evictable pool."""
-    pfx[r, p, X_REFS] += 1
-    if pfx[r, p, X_REFS] == 1:
-        _idle_unlink(rep, pfx, r, p)
-        rep[r, R_EVICTABLE] -= pfx[r, p, X_BLOCKS]
-        _take(rep, par, r, pfx[r, p, X_BLOCKS])
+def _push(glob, heap_t, heap_k, when_s, priority, kind, replica):
+    """Schedule an event (SimPy's ``schedule``: it takes the next event id)."""
+    n = glob[G_HEAP]
+    heap_t[n] = when_s
+    heap_k[n, 0], heap_k[n, 1], heap_k[n, 2], heap_k[n, 3] = priority, glob[G_EID], kind, replica
+    glob[G_EID] += 1
+    glob[G_HEAP] = n + 1
+    while n > 0:
+        parent = (n - 1) // 2
+        if not _before(heap_t, heap_k, n, parent):
+            break
+        _swap(heap_t, heap_k, n, parent)
+        n = parent
 
 
 @numba.njit(cache=True)
-def _release_prefix(rep, pfx, r, p):
-    """``BlockManager.release_prefix``: the last reference leaves it resident, idle and evictable (free)."""
-    pfx[r, p, X_REFS] -= 1
-    if pfx[r, p, X_REFS]:
-        return
-    tail = rep[r, R_IDLE_TAIL]
-    pfx[r, p, X_PREV], pfx[r, p, X_NEXT] = tail, -1
-    if tail >= 0:
-        pfx[r, tail, X_NEXT] = p
-    else:
-        rep[r, R_IDLE_HEAD] = p
-    rep[r, R_IDLE_TAIL] = p
-    rep[r, R_EVICTABLE] += pfx[r, p, X_BLOCKS]
-    rep[r, R_FREE] += pfx[r, p, X_BLOCKS]
-
-
-@numba.njit(cache=True)
-def _release(seq, rep, par, pfx, r, i):
-    """``ReplicaState.release``: free the blocks request ``i`` holds and its reference to its prefix; a
-    finished session turn with a next turn first leaves its conversation cached for it."""
-    if par[P_CACHING] and seq[i, S_NEXT_TURN] >= 0 and seq[i, S_STATE] == FINISHED:
-        _cache_history(seq, rep, par, pfx, r, i, seq[i, S_COMPUTED])
-    rep[r, R_FREE] += seq[i, S_BLOCKS]
-    seq[i, S_BLOCKS] = 0
-    if seq[i, S_SHARED]:
-        _release_prefix(rep, pfx, r, seq[i, S_PREFIX])
-        seq[i, S_SHARED] = 0
-
-
-@numba.njit(cache=True)
-def _use_cached_prefix(seq, rep, par, pfx, pinned, r, i):
-    """``ReplicaState.use_cached_prefix``: the head of the queue shares its prefix's cached blocks."""
-    p = seq[i, S_PREFIX]
-    if not par[P_CACHING] or p < 0 or seq[i, S_SHARED] or seq[i, S_COMPUTED]:
-        return
-    block_size = par[P_BLOCK_SIZE]
-    usable = min(pfx[r, p, X_BLOCKS], (seq[i, S_PROMPT] + seq[i, S_OUT] - 1) // block_size)
-    if usable <= 0:
-        return
-    _acquire(rep, par, pfx, r, p)
-    seq[i, S_SHARED] = usable
-    seq[i, S_COMPUTED] = usable * block_size
-    pinned[r, rep[r, R_NUM_PINNED]] = i
-    rep[r, R_NUM_PINNED] += 1
-
-
-@numba.njit(cache=True)
-def _unpin_waiting(seq, rep, pfx, pinned, r, keep_head):
-    """``ReplicaState.unpin_waiting``: waiting requests give their cached prefixes back (but the head,
-    with ``keep_head``); those admitted since leave the list."""
-    head = rep[r, R_WAIT] if keep_head else -1
-    kept = 0
-    for k in range(rep[r, R_NUM_PINNED]):
-        i = pinned[r, k]
-        if seq[i, S_STATE] != WAITING:
-            continue
-        if i == head:
-            pinned[r, kept] = i
-            kept += 1
-            continue
-        _release_prefix(rep, pfx, r, seq[i, S_PREFIX])
-        seq[i, S_SHARED] = 0
-        seq[i, S_COMPUTED] = 0
-    rep[r, R_NUM_PINNED] = kept
-
-
-@numba.njit(cache=True)
-def _has_free_blocks(seq, rep, pfx, pinned, r, num_blocks):
-    """``ReplicaState.has_free_blocks``: when short, waiting requests give their prefixes back first."""
-    if num_blocks > rep[r, R_FREE] and rep[r, R_NUM_PINNED]:
-        _unpin_waiting(seq, rep, pfx, pinned, r, False)
-    return num_blocks <= rep[r, R_FREE]
-
-
-@numba.njit(cache=True)
-def _unpin(rep, pinned, r, i):
-    """An admitted request's prefix reference goes with it (``ReplicaState.admit``)."""
-    n = rep[r, R_NUM_PINNED]
-    for k in range(n):
-        if pinned[r, k] == i:
-            for m in range(k, n - 1):
-                pinned[r, m] = pinned[r, m + 1]
-            rep[r, R_NUM_PINNED] = n - 1
-            return
-
-
-@numba.njit(cache=True)
-def _cache_prefix(seq, rep, par, pfx, r, i):
-    """``ReplicaState.cache_prefix``: once its prompt is computed, a request's prefix joins the cache
-    (its full blocks, taken over from the request) unless it is there already."""
-    p = seq[i, S_PREFIX]
-    if par[P_CACHING] and seq[i, S_NEXT_TURN] >= 0 and p >= 0:
-        _cache_history(seq, rep, par, pfx, r, i, min(seq[i, S_PREFIX_TOKENS], seq[i, S_COMPUTED]))
-        return
-    if not par[P_CACHING] or p < 0 or seq[i, S_SHARED] or pfx[r, p, X_BLOCKS]:
-        return
-    num_blocks = min(seq[i, S_PREFIX_TOKENS], seq[i, S_COMPUTED]) // par[P_BLOCK_SIZE]
-    if num_blocks:
-        pfx[r, p, X_BLOCKS], pfx[r, p, X_REFS] = num_blocks, 1
-        seq[i, S_BLOCKS] -= num_blocks
-        seq[i, S_SHARED] = num_blocks
-
-
-@numba.njit(cache=True)
-def _cache_history(seq, rep, par, pfx, r, i, num_tokens):
-    """``ReplicaState.cache_history``: a session turn's first ``num_tokens`` tokens (full blocks) become
-    its session's cached prefix, or extend it when the turn holds all of the cached part."""
-    p = seq[i, S_PREFIX]
-    cached = pfx[r, p, X_BLOCKS]
-    if cached and seq[i, S_SHARED] != cached:
-        return  # it computed its own copy: the cached one stays
-    extra = num_tokens // par[P_BLOCK_SIZE] - cached
-    if extra <= 0:
-        return
-    if not cached:
-        pfx[r, p, X_REFS] = 1
-    pfx[r, p, X_BLOCKS] += extra
-    seq[i, S_BLOCKS] -= extra
-    seq[i, S_SHARED] += extra
+def _pop(glob, heap_t, heap_k):
+    """Remove the first event into the last slot; returns that slot."""
+    n = glob[G_HEAP] - 1
+    _swap(heap_t, heap_k, 0, n)
+    glob[G_HEAP] = n
+    i = 0
+    while True:
+        left, right, low = 2 * i + 1, 2 * i + 2, i
+        if left < n and _before(heap_t, heap_k, left, low):
+            low = left
+        if right < n and _before(heap_t, heap_k, right, low):
+            low = right
+        if low == i:
+            return n
+        _swap(heap_t, heap_k, i, low)
+        i = low
