@@ -151,8 +151,8 @@ def test_compiled_engine_equals_step_mode_with_shared_prefixes(
 
 
 @pytest.mark.parametrize("policy", ["vllm", "sarathi"])
-@pytest.mark.parametrize("router", ["round_robin", "prefix_affinity"])
-@pytest.mark.parametrize("caching", [True, False])
+@pytest.mark.parametrize("router", ["round_robin", "prefix_affinity", "random"])  # random: drawn in
+@pytest.mark.parametrize("caching", [True, False])  # routing order, not request order (hypothesis)
 def test_compiled_engine_equals_step_mode_with_sessions(policy: str, router: str, caching: bool) -> None:
     # multi-turn sessions: later turns issued think_s after the turn before ends, history cached and grown
     data = {

@@ -221,10 +221,10 @@ def _initial_state(
         assert requests.class_id is not None
         rank = np.array([levels.index(p) for p in requests.class_priorities], dtype=np.int64)
         seq[:, layout.S_LEVEL] = rank[requests.class_id]
-    if sched.router == "random":  # one draw per routed request, in the order they are routed: id order
-        routed = seq[:, layout.S_STATE] != layout.REJECTED
-        draws = stream(resolved.scenario.seed, "routing").integers(num_replicas, size=int(routed.sum()))
-        seq[routed, layout.S_ROUTE] = draws
+    if sched.router == "random":  # one draw per routed request, used in the order they are routed
+        num_routed = int((seq[:, layout.S_STATE] != layout.REJECTED).sum())
+        draws = stream(resolved.scenario.seed, "routing").integers(num_replicas, size=num_routed)
+        seq[:num_routed, layout.S_ROUTE] = draws
     rep = np.zeros((num_replicas, layout.REP_COLUMNS), dtype=np.int64)
     for column in (layout.R_WAIT, layout.R_PREFILL, layout.R_DECODE):
         rep[:, column : column + 2] = -1

@@ -22,6 +22,7 @@ import numpy as np
 from simulator.engine.compiled_replica import _apply_step, _policy
 from simulator.engine.compiled_state import (
     G_COUNTER,
+    G_DRAWS,
     G_ERROR_REPLICA,
     G_HEAP,
     G_ITL,
@@ -61,7 +62,7 @@ from simulator.engine.compiled_state import (
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "c01d13c0a4d64cc8d891b89af24a637ea8e6db4a7c7a7f5601b790922b0a67ff"
+SOURCES_DIGEST = "8b66c5811538038528619f840adb4f695dd51b02b24bccd8683bbe32c0039991"
 """sha256 of ``compiled_state.py``, ``compiled_prefix.py``, ``compiled_replica.py`` and ``spec_pricing.py``
 (``compiled.KERNEL_SOURCES``), whose code numba compiles into this module's cached kernel: a change
 there must change this file too, or the cache would go stale (``tests/test_compiled_engine.py``)."""
@@ -110,7 +111,8 @@ def _least_loaded(rep, glob, par, by_kv):
 @numba.njit(cache=True)
 def _route(seq, rep, glob, par, homes, i):
     """The router's pick for request ``i`` among all replicas (``simulator.scheduling.routers``, in the
-    order of ``compiled.ROUTERS``); the random router's draw was made beforehand (``S_ROUTE``)."""
+    order of ``compiled.ROUTERS``); the random router's draws were made beforehand, one per request in
+    the order requests are routed (``S_ROUTE``: sessions' later turns are routed when issued)."""
     router = par[P_ROUTER]
     if router == 0:
         index = glob[G_COUNTER] % rep.shape[0]
@@ -119,7 +121,8 @@ def _route(seq, rep, glob, par, homes, i):
     if router == 1 or router == 2:
         return _least_loaded(rep, glob, par, router == 2)
     if router == 3:
-        return seq[i, S_ROUTE]
+        glob[G_DRAWS] += 1
+        return seq[glob[G_DRAWS] - 1, S_ROUTE]
     p = seq[i, S_PREFIX]  # prefix_affinity: where the prefix went before, unless that one is overloaded
     if p >= 0 and homes[p] >= 0:
         low = _outstanding(rep, 0)

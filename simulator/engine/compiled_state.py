@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numba
 
-# seq columns (int64); S_ROUTE: the random router's draw for the request, drawn beforehand
+# seq columns (int64); S_ROUTE: in row k, the random router's k-th draw (for the k-th request routed)
 S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED = range(10)
 S_REPLICA, S_ROUTE, S_LEVEL = 10, 11, 12  # S_LEVEL: its class's rank by priority (0: most urgent)
 S_PREFIX, S_PREFIX_TOKENS, S_SHARED = 13, 14, 15  # its prefix (-1: none), that prefix's tokens, shared blocks
@@ -42,8 +42,8 @@ REP_COLUMNS = R_LEVELS + 2 * MAX_LEVELS
 X_BLOCKS, X_REFS, X_PREV, X_NEXT = range(4)
 # glob (int64)
 G_EID, G_NEXT_REQUEST, G_COUNTER, G_HEAP, G_ROWS, G_ITL, G_PENDING, G_NEED_TOKENS, G_STARTED = range(9)
-G_ERROR_REPLICA = 9
-GLOB_COLUMNS = 10
+G_ERROR_REPLICA, G_DRAWS = 9, 10  # G_DRAWS: the random router's draws used so far
+GLOB_COLUMNS = 11
 # params (int64)
 P_BLOCK_SIZE, P_MAX_SEQS, P_MAX_BATCHED, P_CHUNK, P_POLICY, P_ROUTER, P_WATERMARK = range(7)
 P_SWAP, P_NUM_BLOCKS, P_CLOSED_LOOP, P_CLIENTS, P_PRIORITY_PREEMPTION, P_CACHING = range(7, 13)
