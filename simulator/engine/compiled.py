@@ -37,7 +37,7 @@ from simulator.workload import RequestTable
 
 COMPILED_AFTER_REQUESTS = 2_000
 """Requests from which a run uses the compiled engine when the kernel is not loaded yet: loading numba
-and the cached kernel costs about half a second (compiling it, once per checkout, about 20 s), what the
+and the cached kernel costs about half a second (compiling it, once per checkout, about 40 s), what the
 SimPy engine spends on some 2,000 requests (measured: the default scenario at 64 req/s on 16 replicas,
 2,000 requests, 0.87 s in SimPy, 0.86 s compiled with the loading)."""
 

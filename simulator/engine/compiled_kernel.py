@@ -62,13 +62,14 @@ from simulator.engine.compiled_state import (
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "8b66c5811538038528619f840adb4f695dd51b02b24bccd8683bbe32c0039991"
+SOURCES_DIGEST = "652b55ac87d6cec845b8d75a7aa4d54ff544d99a5209d9a5027ef8f5d7a4ca5e"
 """sha256 of ``compiled_state.py``, ``compiled_prefix.py``, ``compiled_replica.py`` and ``spec_pricing.py``
-(``compiled.KERNEL_SOURCES``), whose code numba compiles into this module's cached kernel: a change
-there must change this file too, or the cache would go stale (``tests/test_compiled_engine.py``)."""
+(``compiled.KERNEL_SOURCES``), whose code numba compiles into ``run``, the one function it caches (its
+callees are not cached on their own: a cached callee would go stale as well). numba keys the cache on
+``run``'s file, so a change there must change this file too (``tests/test_compiled_engine.py``)."""
 
-attention_jit = numba.njit(cache=True)(attention_terms)
-forward_tail_jit = numba.njit(cache=True)(forward_tail_terms)
+attention_jit = numba.njit(cache=False)(attention_terms)  # compiled into the cached run
+forward_tail_jit = numba.njit(cache=False)(forward_tail_terms)
 
 # events: kinds and SimPy priorities
 K_ARRIVAL, K_STEP, K_WAKE, K_LATE, K_TURN = range(5)  # K_TURN: a session's next turn is due
@@ -77,12 +78,12 @@ NORMAL, LATE = 1, 2
 DONE, FLUSH, NEED_LAYERS, EMPTY_PLAN, TOO_MANY_TOKENS = range(5)
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _outstanding(rep, r):
     return rep[r, R_WAIT + 2] + rep[r, R_PREFILL + 2] + rep[r, R_DECODE + 2]
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _least_loaded(rep, glob, par, by_kv):
     """The replica with the fewest outstanding requests (or the smallest KV fraction in use); ties go
     round robin (``routers._least_loaded``)."""
@@ -108,7 +109,7 @@ def _least_loaded(rep, glob, par, by_kv):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _route(seq, rep, glob, par, homes, i):
     """The router's pick for request ``i`` among all replicas (``simulator.scheduling.routers``, in the
     order of ``compiled.ROUTERS``); the random router's draws were made beforehand, one per request in
@@ -136,7 +137,7 @@ def _route(seq, rep, glob, par, homes, i):
     return index
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, traffic):
     """Issue request ``i`` now (``_Cluster.submit``): a rejected one (its status set beforehand) stops
     here, and its session's next turn is issued at once (its later turns are longer still)."""
@@ -156,7 +157,7 @@ def _submit(i, now, seq, rep, glob, par, heap_t, heap_k, traffic):
         _push(glob, heap_t, heap_k, now, NORMAL, K_WAKE, r)
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, traffic):
     """The open loop's arrival process from its next request: submit those due, wait for the next (a
     session's later turns are issued when the turn before them ends)."""
@@ -173,7 +174,7 @@ def _arrivals(now, seq, rep, glob, par, heap_t, heap_k, traffic):
         glob[G_NEXT_REQUEST] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, traffic):
     """Closed loop: a client sends its next request (and again at once while they are rejected)."""
     while glob[G_NEXT_REQUEST] < seq.shape[0]:
@@ -184,7 +185,7 @@ def _issue_next(now, seq, rep, glob, par, heap_t, heap_k, traffic):
             return
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _price(seq, rep, glob, par, parf, spec, layers, have, plan, rows, heap_t, heap_k, r, now):
     """``CostModel.step`` of the planned step (spec-only), its log row, and its end event; NEED_LAYERS
     (the plan kept) when the layers' work at its token count is not in the table yet."""

@@ -41,7 +41,7 @@ from simulator.engine.compiled_state import (
 )
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _allocate(rep, par, pfx, r, num_blocks):
     """``BlockManager.allocate``: evict idle prefixes, least recently used first, until the blocks are
     truly free (evictable blocks count as free), then take them."""
@@ -56,7 +56,7 @@ def _allocate(rep, par, pfx, r, num_blocks):
     _take(rep, par, r, num_blocks)
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _idle_unlink(rep, pfx, r, p):
     prev, nxt = pfx[r, p, X_PREV], pfx[r, p, X_NEXT]
     if prev >= 0:
@@ -69,7 +69,7 @@ def _idle_unlink(rep, pfx, r, p):
         rep[r, R_IDLE_TAIL] = prev
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _acquire(rep, par, pfx, r, p):
     """``BlockManager.acquire_prefix``: one more reference; the first takes it off the evictable pool."""
     pfx[r, p, X_REFS] += 1
@@ -79,7 +79,7 @@ def _acquire(rep, par, pfx, r, p):
         _take(rep, par, r, pfx[r, p, X_BLOCKS])
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _release_prefix(rep, pfx, r, p):
     """``BlockManager.release_prefix``: the last reference leaves it resident, idle and evictable (free)."""
     pfx[r, p, X_REFS] -= 1
@@ -96,7 +96,7 @@ def _release_prefix(rep, pfx, r, p):
     rep[r, R_FREE] += pfx[r, p, X_BLOCKS]
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _release(seq, rep, par, pfx, r, i):
     """``ReplicaState.release``: free the blocks request ``i`` holds and its reference to its prefix; a
     finished session turn with a next turn first leaves its conversation cached for it."""
@@ -109,7 +109,7 @@ def _release(seq, rep, par, pfx, r, i):
         seq[i, S_SHARED] = 0
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _use_cached_prefix(seq, rep, par, pfx, pinned, r, i):
     """``ReplicaState.use_cached_prefix``: the head of the queue shares its prefix's cached blocks."""
     p = seq[i, S_PREFIX]
@@ -126,7 +126,7 @@ def _use_cached_prefix(seq, rep, par, pfx, pinned, r, i):
     rep[r, R_NUM_PINNED] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _unpin_waiting(seq, rep, pfx, pinned, r, keep_head):
     """``ReplicaState.unpin_waiting``: waiting requests give their cached prefixes back (but the head,
     with ``keep_head``); those admitted since leave the list."""
@@ -146,7 +146,7 @@ def _unpin_waiting(seq, rep, pfx, pinned, r, keep_head):
     rep[r, R_NUM_PINNED] = kept
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _has_free_blocks(seq, rep, pfx, pinned, r, num_blocks):
     """``ReplicaState.has_free_blocks``: when short, waiting requests give their prefixes back first."""
     if num_blocks > rep[r, R_FREE] and rep[r, R_NUM_PINNED]:
@@ -154,7 +154,7 @@ def _has_free_blocks(seq, rep, pfx, pinned, r, num_blocks):
     return num_blocks <= rep[r, R_FREE]
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _unpin(rep, pinned, r, i):
     """An admitted request's prefix reference goes with it (``ReplicaState.admit``)."""
     n = rep[r, R_NUM_PINNED]
@@ -166,7 +166,7 @@ def _unpin(rep, pinned, r, i):
             return
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _cache_prefix(seq, rep, par, pfx, r, i):
     """``ReplicaState.cache_prefix``: once its prompt is computed, a request's prefix joins the cache
     (its full blocks, taken over from the request) unless it is there already."""
@@ -183,7 +183,7 @@ def _cache_prefix(seq, rep, par, pfx, r, i):
         seq[i, S_SHARED] = num_blocks
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _cache_history(seq, rep, par, pfx, r, i, num_tokens):
     """``ReplicaState.cache_history``: a session turn's first ``num_tokens`` tokens (full blocks) become
     its session's cached prefix, or extend it when the turn holds all of the cached part."""

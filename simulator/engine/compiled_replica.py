@@ -75,7 +75,7 @@ from simulator.engine.compiled_state import (
 )
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _decode_need(seq, rep, r, block_size):
     """KV blocks the decode set needs, together, for its next step."""
     need = 0
@@ -87,7 +87,7 @@ def _decode_need(seq, rep, r, block_size):
     return need
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _leave_decode(seq, rep, last_s, grp_t, grp_c, r, i):
     """``DecodeSet.remove``: out of the set; a member that joined since the last step leaves its group."""
     _unlink(seq, rep, r, R_DECODE, i)
@@ -106,7 +106,7 @@ def _leave_decode(seq, rep, last_s, grp_t, grp_c, r, i):
             return
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _join_decode(seq, rep, last_s, grp_t, grp_c, r, i):
     """``DecodeSet.add``: joins last (the youngest), in the group of its last token's time."""
     seq[i, S_JOIN] = rep[r, R_STEP]
@@ -122,7 +122,7 @@ def _join_decode(seq, rep, last_s, grp_t, grp_c, r, i):
     rep[r, R_NUM_GROUPS] = n + 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r, i):
     """``ReplicaState._to_front_of_queue``: decoder ``i`` to the front of its level, its blocks freed."""
     _leave_decode(seq, rep, last_s, grp_t, grp_c, r, i)
@@ -138,7 +138,7 @@ def _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r, i):
     rep[r, R_PREEMPTED] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _make_room_for_urgent(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r):
     """Priority classes: preempt the youngest of the least urgent decoders, less urgent than the head
     of the queue, while the head lacks blocks (``_make_room_for_urgent``)."""
@@ -161,7 +161,7 @@ def _make_room_for_urgent(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, 
         _preempt(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r, victim)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _decode_all(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r):
     """Every member decodes one token; preempt the youngest while blocks are short."""
     pfx, pinned = cache
@@ -181,14 +181,14 @@ def _decode_all(seq, rep, par, last_s, grp_t, grp_c, log_preemptions, cache, r):
     rep[r, R_PLAN_KV] = rep[r, R_KV_TOKENS]
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _plan_prefill(seq, rep, plan, r, i, num_tokens):
     n = rep[r, R_NUM_PLANNED]
     plan[r, n, 0], plan[r, n, 1] = i, num_tokens
     rep[r, R_NUM_PLANNED] = n + 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _admit_waiting(seq, rep, par, plan, cache, r, budget, chunked, thrashing, long_needs_idle):
     """``_admit_waiting``: FCFS within the budget, sequence slots and KV blocks (watermark kept)."""
     if thrashing:
@@ -213,7 +213,7 @@ def _admit_waiting(seq, rep, par, plan, cache, r, budget, chunked, thrashing, lo
         num_seqs += 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _admit(seq, rep, par, cache, r, i, num_blocks):
     """``ReplicaState.admit``: the head of the queue starts prefilling, holding ``num_blocks`` more."""
     pfx, pinned = cache
@@ -232,7 +232,7 @@ def _admit(seq, rep, par, cache, r, i, num_blocks):
     _link_back(seq, rep, r, R_PREFILL, i)
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _continue_prefills(seq, rep, par, plan, cache, r, budget):
     """sarathi: prompts already being prefilled continue with a chunk each; returns the budget left."""
     block_size = par[P_BLOCK_SIZE]
@@ -251,7 +251,7 @@ def _continue_prefills(seq, rep, par, plan, cache, r, budget):
     return budget
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, cache, r):
     """The replica's next plan into ``rep[r]``'s plan columns and ``plan[r]``."""
     _unpin_waiting(seq, rep, cache[0], cache[1], r, True)
@@ -278,7 +278,7 @@ def _policy(seq, rep, par, last_s, grp_t, grp_c, plan, log_preemptions, cache, r
     _admit_waiting(seq, rep, par, plan, cache, r, budget, True, thrashing, True)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _advance_decode(seq, rep, glob, dset, itl, done, r, now):
     """``DecodeSet.advance``: every member computed and sampled a token at ``now``; records the gaps
     and puts finishers (out of the set) into ``done``; returns how many."""
@@ -308,7 +308,7 @@ def _advance_decode(seq, rep, glob, dset, itl, done, r, now):
     return num_done
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _apply_step(seq, rep, glob, par, dset, plan, itl, scratch, cache, log_first, r, now):
     """``apply_step``: advance the planned sequences; finishers (blocks and prefix freed) into
     ``done``, in the order the engine records them; returns how many."""

@@ -11,21 +11,24 @@ lists (waiting, prefilling, decoding: head, tail, length, threaded through ``seq
 its KV, prefix-cache and decode-set counters and its step in flight (``R_*``); ``pfx[r, prefix]`` its
 cached prefixes (``X_*``); ``glob`` and ``par`` the run's counters (``G_*``) and parameters (``P_*``).
 
-numba's on-disk cache is keyed on each compiled function's own file: code compiled into the kernel from
-this module would go stale when it changes alone, so the kernel records the digest of the files it
-compiles in (``compiled_kernel.SOURCES_DIGEST``, checked by ``tests/test_compiled_engine.py``).
+Only the kernel's entry point (``compiled_kernel.run``) is cached on disk, with everything here compiled
+into it; numba keys that cache on the entry point's own file, so the kernel records the digest of the
+files it compiles in (``compiled_kernel.SOURCES_DIGEST``, checked by ``tests/test_compiled_engine.py``).
+Small functions called once per step are inlined into their callers (``inline="always"``).
 """
 
 from __future__ import annotations
 
 import numba
 
-# seq columns (int64); S_ROUTE: in row k, the random router's k-th draw (for the k-th request routed)
-S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_STATE, S_NEXT, S_PREV, S_JOIN, S_SWAPPED = range(10)
-S_REPLICA, S_ROUTE, S_LEVEL = 10, 11, 12  # S_LEVEL: its class's rank by priority (0: most urgent)
-S_PREFIX, S_PREFIX_TOKENS, S_SHARED = 13, 14, 15  # its prefix (-1: none), that prefix's tokens, shared blocks
+# seq columns (int64). The first eight, what a decode step reads of every member, share one 64-byte
+# cache line (rows are 24 columns, 192 bytes). S_SHARED: blocks of a cached prefix it shares.
+S_PROMPT, S_MAX_OUT, S_OUT, S_COMPUTED, S_BLOCKS, S_SHARED, S_NEXT, S_PREV = range(8)
+S_STATE, S_JOIN, S_SWAPPED, S_REPLICA, S_LEVEL = range(8, 13)  # S_LEVEL: its class's rank by priority
+S_ROUTE = 13  # in row k, the random router's k-th draw (for the k-th request routed)
+S_PREFIX, S_PREFIX_TOKENS = 14, 15  # its prefix (-1: none), that prefix's tokens
 S_NEXT_TURN, S_FOLLOW_UP = 16, 17  # sessions: its session's next turn (-1: none); whether it is a later turn
-SEQ_COLUMNS = 18
+SEQ_COLUMNS = 24
 # S_STATE values
 NEW, WAITING, PREFILLING, DECODING, FINISHED, REJECTED = range(6)
 # rep columns (int64): three linked lists (head, tail, length), KV, the decode set, the step in flight
@@ -50,7 +53,7 @@ P_SWAP, P_NUM_BLOCKS, P_CLOSED_LOOP, P_CLIENTS, P_PRIORITY_PREEMPTION, P_CACHING
 PARAM_COLUMNS = 13
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _link_back(seq, rep, r, at, i):
     """Append request ``i`` to replica ``r``'s list at column ``at`` (R_WAIT, R_PREFILL or R_DECODE)."""
     tail = rep[r, at + 1]
@@ -63,7 +66,7 @@ def _link_back(seq, rep, r, at, i):
     rep[r, at + 2] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _link_front(seq, rep, r, at, i):
     head = rep[r, at]
     seq[i, S_PREV], seq[i, S_NEXT] = -1, head
@@ -75,7 +78,7 @@ def _link_front(seq, rep, r, at, i):
     rep[r, at + 2] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _unlink(seq, rep, r, at, i):
     prev, nxt = seq[i, S_PREV], seq[i, S_NEXT]
     if prev >= 0:
@@ -89,7 +92,7 @@ def _unlink(seq, rep, r, at, i):
     rep[r, at + 2] -= 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _insert_after(seq, rep, r, at, prev, i):
     """Insert request ``i`` into a list after ``prev`` (-1: at its head)."""
     if prev < 0:
@@ -105,7 +108,7 @@ def _insert_after(seq, rep, r, at, prev, i):
     rep[r, at + 2] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _last_more_urgent(rep, r, level):
     """The last waiting request of the nearest non-empty more urgent level (-1: none)."""
     for more_urgent in range(level - 1, -1, -1):
@@ -114,7 +117,7 @@ def _last_more_urgent(rep, r, level):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _wait_back(seq, rep, r, i):
     """``WaitingQueue.append``: to the back of its priority level."""
     at = R_LEVELS + 2 * seq[i, S_LEVEL]
@@ -126,7 +129,7 @@ def _wait_back(seq, rep, r, i):
         rep[r, at] = i
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _wait_front(seq, rep, r, i):
     """``WaitingQueue.appendleft``: to the front of its priority level (a preempted request)."""
     at = R_LEVELS + 2 * seq[i, S_LEVEL]
@@ -138,7 +141,7 @@ def _wait_front(seq, rep, r, i):
         rep[r, at + 1] = i
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _wait_pop(seq, rep, r):
     """``WaitingQueue.popleft``: the head, the first of the most urgent level that has requests."""
     i = rep[r, R_WAIT]
@@ -151,12 +154,12 @@ def _wait_pop(seq, rep, r):
     return i
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _blocks_for(num_tokens, block_size):
     return -(-num_tokens // block_size)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _take(rep, par, r, num_blocks):
     """``BlockManager.allocate``: move blocks from free to used, keeping the peak."""
     rep[r, R_FREE] -= num_blocks
@@ -165,7 +168,7 @@ def _take(rep, par, r, num_blocks):
         rep[r, R_PEAK] = used
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _itl(glob, itl_gap, itl_count, gap_s, count):
     n = glob[G_ITL]
     itl_gap[n] = gap_s
@@ -176,7 +179,7 @@ def _itl(glob, itl_gap, itl_count, gap_s, count):
 # --- the event queue: a binary heap on (time, priority, schedule order), as SimPy's
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _before(heap_t, heap_k, a, b):
     """Whether heap entry ``a`` comes before ``b``: (time, priority, schedule order)."""
     if heap_t[a] != heap_t[b]:
@@ -186,14 +189,14 @@ def _before(heap_t, heap_k, a, b):
     return heap_k[a, 1] < heap_k[b, 1]
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _swap(heap_t, heap_k, a, b):
     heap_t[a], heap_t[b] = heap_t[b], heap_t[a]
     for c in range(4):
         heap_k[a, c], heap_k[b, c] = heap_k[b, c], heap_k[a, c]
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _push(glob, heap_t, heap_k, when_s, priority, kind, replica):
     """Schedule an event (SimPy's ``schedule``: it takes the next event id)."""
     n = glob[G_HEAP]
@@ -209,7 +212,7 @@ def _push(glob, heap_t, heap_k, when_s, priority, kind, replica):
         n = parent
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _pop(glob, heap_t, heap_k):
     """Remove the first event into the last slot; returns that slot."""
     n = glob[G_HEAP] - 1
