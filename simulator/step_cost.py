@@ -63,36 +63,16 @@ from simulator.precision import bytes_per_element
 from simulator.spec_pricing import DecodeRunTerms, SpecTerms, forward_tail_terms
 from simulator.step_attention import AttentionKernels, spec_terms
 from simulator.step_layers import LayerWork, Pricer, build_layer_work
+from simulator.step_precision import (  # re-exported: the precision constants' historical home
+    ATTENTION_COMPUTE_DTYPE as ATTENTION_COMPUTE_DTYPE,
+)
+from simulator.step_precision import EMBEDDING_DTYPE as EMBEDDING_DTYPE
+from simulator.step_precision import WEIGHT_ONLY_COMPUTE_FRAC as WEIGHT_ONLY_COMPUTE_FRAC
+from simulator.step_precision import compute_dtype_for as compute_dtype_for
+from simulator.step_precision import gemm_roofline, precision_fallback_note
 from simulator.step_shape import ZERO_COST
 from simulator.step_shape import BatchShape as BatchShape  # re-exported: the engine's and users' import
 from simulator.step_shape import StepCost as StepCost
-
-EMBEDDING_DTYPE = "bf16"
-"""Storage format of the embedding table and the LM head, whatever ``precision.weights`` is."""
-
-ATTENTION_COMPUTE_DTYPE = "bf16"
-
-WEIGHT_ONLY_COMPUTE_FRAC = 0.85
-"""Tensor-core throughput left to a weight-only GEMM once it dequantizes weights in registers. ASSUMED:
-fused kernels (Marlin, Frantar et al. 2024, arXiv:2408.11743) hide dequantization while memory-bound and
-reach near-ideal speed-ups only up to batch 16-32; when compute-bound the conversion competes with the
-MMA issue slots. 0.85 is an order-of-magnitude choice, not a fit; calibrate per kernel if it matters."""
-
-
-def compute_dtype_for(hardware: HardwareProfile, weights_dtype: str) -> str:
-    """The GEMMs' compute dtype: the weights' dtype when ``hardware`` has it natively, else bf16."""
-    return weights_dtype if hardware.is_native(weights_dtype) else "bf16"
-
-
-def precision_fallback_note(hardware: HardwareProfile, weights_dtype: str) -> str | None:
-    """Why GEMMs do not compute in ``weights_dtype`` on ``hardware`` (None when they do)."""
-    if hardware.is_native(weights_dtype) or bytes_per_element(weights_dtype) >= 2.0:
-        return None
-    native = ", ".join(sorted(hardware.peak_flops_per_s))
-    return (
-        f"{hardware.name} has no {weights_dtype} tensor cores (native: {native}): "
-        f"{weights_dtype} weights run weight-only, bf16 compute at {WEIGHT_ONLY_COMPUTE_FRAC:.0%} of its peak"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +123,7 @@ class CostModel:
         validate_layout(model, hardware, layout)
         tp = 1 if layout.attention_dp else layout.tp  # what the heads, dense layers and LM head split over
         compute_dtype = compute_dtype_for(hardware, precision.weights)
-        gemm_roof = Roofline.of(hardware, compute_dtype)
-        if compute_dtype != precision.weights and bytes_per_element(precision.weights) < 2.0:
-            gemm_roof = Roofline(
-                gemm_roof.flops_per_s * WEIGHT_ONLY_COMPUTE_FRAC,
-                gemm_roof.bytes_per_s,
-                gemm_roof.kernel_overhead_s,
-            )
+        gemm_roof = gemm_roofline(hardware, precision.weights)
         pricer = Pricer(gemm_roof, Roofline.of(hardware, ATTENTION_COMPUTE_DTYPE), calibration, compute_dtype)
         kv_bytes = bytes_per_element(precision.kv_cache)
         layers = build_layer_work(

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
+from simulator.config import Scenario
 from simulator.metrics import SUMMARY_KEYS
-from simulator.simulate import SimulationResult
+from simulator.simulate import SimulationResult, simulate
+
+ENGINE_WORKLOADS: list[dict[str, Any]] = [
+    {"arrival": "trace", "trace": "azure-conv-2023", "num_requests": 300, "rate_per_s": 3.0},
+    {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
+    {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
+    {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
+]
+"""Workloads every engine must play as the step-by-step one does: a trace, Poisson, closed loop, burst."""
+
+
+def step_and_fast(data: dict[str, Any]) -> tuple[SimulationResult, SimulationResult]:
+    """The scenario ``data`` simulated step by step, and in fast mode."""
+    step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
+    fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
+    return step, fast
 
 
 def assert_same_records(a: SimulationResult, b: SimulationResult, gaps_in_order: bool = True) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _records import assert_same_records
+from _records import ENGINE_WORKLOADS, assert_same_records, step_and_fast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator import Scenario, resolve, simulate
+from simulator import Scenario, resolve
 from simulator.engine import compiled
 from simulator.workload import build_workload
 
@@ -20,20 +20,10 @@ def _both_engines(data: dict[str, Any]) -> tuple[Any, Any]:
     """The SimPy engine step by step, and the compiled engine (forced, however short the run)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(compiled, "COMPILED_AFTER_REQUESTS", 0)
-        fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
-        step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
-    return step, fast
+        return step_and_fast(data)
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [
-        {"arrival": "trace", "trace": "azure-conv-2023", "num_requests": 300, "rate_per_s": 3.0},
-        {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
-        {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
-        {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
-    ],
-)
+@pytest.mark.parametrize("workload", ENGINE_WORKLOADS)
 def test_compiled_engine_equals_step_mode(workload: dict[str, Any]) -> None:
     step, fast = _both_engines({"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload})
     assert_same_records(step, fast)

@@ -6,11 +6,10 @@ import sys
 from typing import Any
 
 import pytest
-from _records import assert_same_records
+from _records import ENGINE_WORKLOADS, assert_same_records, step_and_fast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator import Scenario, simulate
 from simulator.engine import decode_run, loop
 from simulator.step_cost import CostModel
 
@@ -45,19 +44,10 @@ def run_pricing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         _runs_priced(monkeypatch, None, 2)
 
 
-def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
-    step = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": False}))
-    fast = simulate(Scenario.from_dict(data, {"scheduler.fast_mode": True}))
-    return step, fast
-
-
 @pytest.mark.parametrize(
     "workload",
     [
-        {"arrival": "trace", "trace": "azure-conv-2023", "num_requests": 300, "rate_per_s": 3.0},
-        {"arrival": "poisson", "rate_per_s": 20.0, "num_requests": 300},
-        {"arrival": "concurrency", "concurrency": 6, "num_requests": 120, "output_tokens": 64},
-        {"arrival": "burst", "num_requests": 60, "output_tokens": {"dist": "uniform", "low": 1, "high": 90}},
+        *ENGINE_WORKLOADS,
         {  # multi-turn sessions: later turns issued think_s after the turn before ends, history cached
             "rate_per_s": 4.0,
             "num_requests": 30,
@@ -69,7 +59,7 @@ def _both_modes(data: dict[str, Any]) -> tuple[Any, Any]:
 @pytest.mark.usefixtures("run_pricing")
 def test_fast_mode_equals_step_mode(workload: dict[str, Any]) -> None:
     data = {"model": "llama-3.1-8b", "layout": {"dp": 2}, "workload": workload}
-    step, fast = _both_modes(data)
+    step, fast = step_and_fast(data)
     assert_same_records(step, fast, gaps_in_order=False)
 
 
@@ -82,7 +72,7 @@ def test_fast_mode_equals_step_mode_under_kv_pressure(policy: str) -> None:
         "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8, "policy": policy, "chunk_size": 256},
         "workload": {"arrival": "burst", "num_requests": 40, "input_tokens": 900, "output_tokens": 400},
     }
-    step, fast = _both_modes(data)
+    step, fast = step_and_fast(data)
     assert step.summary()["num_preemptions"] > 0
     assert_same_records(step, fast, gaps_in_order=False)
 
@@ -103,7 +93,7 @@ def test_fast_mode_equals_step_mode_with_a_kv_aware_router() -> None:
             "output_tokens": {"dist": "uniform", "low": 20, "high": 300},
         },
     }
-    step, fast = _both_modes(data)
+    step, fast = step_and_fast(data)
     assert fast.summary()["num_steps"] > 1000  # long enough for runs to be cut mid-way
     assert_same_records(step, fast, gaps_in_order=False)
 
@@ -127,7 +117,7 @@ def test_fast_mode_equals_step_mode_with_priority_classes(policy: str) -> None:
         "scheduler": {"gpu_memory_utilization": 0.24, "block_size": 8, "policy": policy},
         "workload": {"classes": classes},
     }
-    step, fast = _both_modes(data)
+    step, fast = step_and_fast(data)
     assert step.summary()["num_preemptions"] > 0
     assert_same_records(step, fast, gaps_in_order=False)
 
@@ -184,7 +174,7 @@ def test_fast_mode_equals_step_mode_on_random_workloads(
     }
     with pytest.MonkeyPatch.context() as patch:
         _runs_priced(patch, compile_after, first_run_steps)
-        step, fast = _both_modes(data)
+        step, fast = step_and_fast(data)
     assert_same_records(step, fast, gaps_in_order=False)
 
 
@@ -204,7 +194,7 @@ def test_a_run_ends_at_exactly_the_time_step_by_step_would() -> None:
             "output_tokens": {"dist": "uniform", "low": 1, "high": 23},
         },
     }
-    step, fast = _both_modes(data)
+    step, fast = step_and_fast(data)
     assert_same_records(step, fast, gaps_in_order=False)
     req = fast.requests
     assert set(req["arrival_s"].iloc[4:]) <= set(req["finish_s"])  # issued exactly at finishes

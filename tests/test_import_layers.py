@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "simulator.speculative": 2,
     "simulator.spec_pricing": 2,
     "simulator.step_shape": 2,
+    "simulator.step_precision": 2,
     "simulator.model.costs": 2,
     "simulator.model.layer_ops": 2,
     "simulator.model.moe": 2,
