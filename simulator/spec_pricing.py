@@ -76,7 +76,7 @@ def forward_tail_terms(
 
 
 class SpecTerms(NamedTuple):
-    """A spec-only cost model's coefficients for ``attention_terms`` and ``forward_tail_terms``
+    """A cost model's coefficients for ``attention_terms`` and ``forward_tail_terms``
     (``CostModel.spec_terms``), in the order ``simulator.engine.compiled_kernel`` reads them."""
 
     prefill_flops_per_pair: float

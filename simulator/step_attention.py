@@ -103,7 +103,8 @@ def spec_terms(
     gather: tuple[float, float],
     layout: LayoutConfig,
 ) -> SpecTerms:
-    """A spec-only cost model's coefficients for ``simulator.spec_pricing`` (``CostModel.spec_terms``)."""
+    """A cost model's coefficients for ``simulator.spec_pricing``'s formulas (``CostModel.spec_terms``); its
+    LM-head and logit all-gather ones price calibrated steps too."""
     pre, dec = attention.prefill, attention.decode
     tp = 1 if layout.attention_dp else layout.tp
     return SpecTerms(

@@ -91,13 +91,9 @@ class CostModel:
     _layers: LayerWork
     _attention: AttentionKernels
     _step_bytes_per_token: tuple[float, float]  # embedding lookup, final norm
-    _lm_head: tuple[float, float, float]  # flops/token, bytes fixed, bytes/token (on logit tokens)
-    _gather_fixed_s: float
-    _gather_s_per_logit: float
     _p2p_bytes_per_token: float
     _p2p_same_node: bool
-    _logit_gather: bool  # vocab-parallel LM head (tp > 1 without attention-DP): all-gather the logits
-    _spec: SpecTerms | None  # spec-only: the coefficients of simulator.spec_pricing's formulas
+    _terms: SpecTerms  # the LM head, logit all-gather and attention coefficients; spec_pricing's formulas
     _hardware: HardwareProfile = field(repr=False)
     calibration_source: str | None = None  # the calibration table's source, None when spec-only
 
@@ -134,7 +130,6 @@ class CostModel:
         norm = costs.elementwise_cost(1, hidden, 1.0, 1.0)
         gather = allgather_coefficients(hardware, tp)
         gather_terms = (gather.fixed_s, gather.s_per_byte * model.vocab_size * costs.ACTIVATION_BYTES)
-        emb_norm = emb.num_bytes + norm.num_bytes
         attention = AttentionKernels.build(model, tp, kv_bytes, pricer, hardware.kernel_overhead_s)
         lm = 2.0 * model.vocab_size / tp * hidden
         lm_head = (
@@ -155,13 +150,9 @@ class CostModel:
             _layers=layers,
             _attention=attention,
             _step_bytes_per_token=(emb.num_bytes, norm.num_bytes),
-            _lm_head=lm_head,
-            _gather_fixed_s=gather_terms[0],
-            _gather_s_per_logit=gather_terms[1],
             _p2p_bytes_per_token=hidden * costs.ACTIVATION_BYTES,
             _p2p_same_node=layout.gpus_per_replica <= hardware.gpus_per_node,
-            _logit_gather=tp > 1,
-            _spec=None if calibration else spec_terms(attention, emb_norm, lm_head, gather_terms, layout),
+            _terms=spec_terms(attention, emb.num_bytes + norm.num_bytes, lm_head, gather_terms, layout),
             _hardware=hardware,
             calibration_source=None if calibration is None else calibration.source,
         )
@@ -237,8 +228,8 @@ class CostModel:
             )
             compute_s, flops, nbytes = compute_s + t, flops + f, nbytes + b
         logits = shape.num_logit_tokens * scale
-        spec = self._spec
-        if spec is not None:
+        spec = self._terms
+        if self._pricer.table is None:
             return forward_tail_terms(
                 compute_s,
                 comm_s,
@@ -263,13 +254,12 @@ class CostModel:
         compute_s += pricer.op_s("elementwise", 0.0, norm_b * num_tokens)
         nbytes += (emb_b + norm_b) * num_tokens
         if logits > 0:
-            a, b0, b1 = self._lm_head
-            f, by = a * logits, b0 + b1 * logits
+            f, by = spec.lm_flops_per_logit * logits, spec.lm_bytes_fixed + spec.lm_bytes_per_logit * logits
             compute_s += pricer.lm_head_s(f, by)
             flops += f
             nbytes += by
-            if self._logit_gather:
-                comm_s += self._gather_fixed_s + self._gather_s_per_logit * logits
+            if spec.logit_gather:
+                comm_s += spec.gather_fixed_s + spec.gather_s_per_logit * logits
         return compute_s, comm_s, flops, nbytes
 
     def layer_terms(self, num_tokens: int) -> tuple[float, float, float, float]:
@@ -280,9 +270,9 @@ class CostModel:
     def spec_terms(self) -> SpecTerms | None:
         """The coefficients of ``simulator.spec_pricing``'s formulas, for compiled code that prices steps
         as ``step`` does; None where ``step`` prices otherwise (calibrated, pp > 1, attention-DP)."""
-        if self._spec is None or self.pp != 1 or self.attention_dp_ranks != 1:
+        if self._pricer.table is not None or self.pp != 1 or self.attention_dp_ranks != 1:
             return None
-        return self._spec
+        return self._terms
 
     def decode_run_terms(self, num_seqs: int) -> DecodeRunTerms | None:
         """What a decode step of ``num_seqs`` sequences costs apart from its KV length, for pricing a

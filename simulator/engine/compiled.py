@@ -11,7 +11,7 @@ the run's records, and turns its error codes into the engine's errors.
 Covered: open-loop and closed-loop traffic; request classes with their priorities (and priority
 preemption); shared prefixes and prefix caching; multi-turn sessions; the vllm, orca and sarathi
 policies; the round_robin, least_outstanding, least_kv, random and prefix_affinity routers (the random
-router's draws are made beforehand, one per routed request in request order, as the SimPy engine draws
+router's draws are made beforehand and used in the order requests are routed, as the SimPy engine draws
 them); recompute and swap preemption; spec-only cost models with pp = 1 and no attention-DP. Anything
 else (more than 8 priority levels, speculative decoding, calibrated or pipelined cost models, the
 power_of_two router, static batching, pools, autoscaling) runs in the SimPy engine.

@@ -62,7 +62,7 @@ from simulator.engine.compiled_state import (
 )
 from simulator.spec_pricing import attention_terms, forward_tail_terms
 
-SOURCES_DIGEST = "652b55ac87d6cec845b8d75a7aa4d54ff544d99a5209d9a5027ef8f5d7a4ca5e"
+SOURCES_DIGEST = "ca1d99152f756b0ebc1ed5ecf892d2b2f185440bdc6abefbdf2f8cf38204bf41"
 """sha256 of ``compiled_state.py``, ``compiled_prefix.py``, ``compiled_replica.py`` and ``spec_pricing.py``
 (``compiled.KERNEL_SOURCES``), whose code numba compiles into ``run``, the one function it caches (its
 callees are not cached on their own: a cached callee would go stale as well). numba keys the cache on

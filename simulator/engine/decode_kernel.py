@@ -14,7 +14,7 @@ import numpy as np
 from simulator.engine.records import STEP_COLUMNS
 from simulator.spec_pricing import attention_terms
 
-SOURCES_DIGEST = "8e1f621af15bd656dd51ba2d7d66a52fb0585b37fe5b7c15c94e8f5c73f248da"
+SOURCES_DIGEST = "4f12a605f8343e56523f1d3870aed69c376da37101be61ce8373e6eabd556cc7"
 """sha256 of spec_pricing.py, whose code numba compiles into this module's cached kernel
 (simulator.engine.compiled.KERNEL_SOURCES; tests/test_compiled_engine.py checks it)."""
 
